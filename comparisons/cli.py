@@ -1,0 +1,128 @@
+"""The ``lintwin`` command: a Hydra main that calls :func:`comparisons.run.run`, plus ``report`` and ``status``.
+
+Usage::
+
+    lintwin                                 # experiment=suite: every phenomenon's CPU preset, then the scoreboard
+    lintwin experiment=grokking_modular     # one experiment
+    lintwin -m seed=0,1,2                   # a Hydra multirun (launchers: conf/hydra/launcher/)
+    lintwin report PATH                     # re-render scoreboard, report and figures from run dirs, no training
+    lintwin status PATH                     # the state of every job of a sweep
+
+Bad input (config, data, checkpoint, output folder) prints ``lintwin: <one line>`` and exits 2; ``debug=true``
+shows the traceback instead. Hydra's own compose errors (``task=cifar11``) are caught before Hydra starts, so they
+get the same one-line form (STYLE.md "Configs").
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import re
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from comparisons.config import ConfigError, validate
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+log = logging.getLogger("lintwin")
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def main(cfg: DictConfig) -> None:
+    """Hydra task function: validate, run, print the scoreboard. In a multirun one job's failure is recorded and
+    the sweep goes on."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    debug = bool(cfg.get("debug"))
+    try:
+        rcfg = validate(cfg)
+        if rcfg.name is None:
+            rcfg.name = hc.runtime.choices.get("experiment") or rcfg.phenomenon["name"]
+        if multirun and rcfg.logger.group is None:
+            rcfg.logger.group = f"{rcfg.name}-{Path(hc.sweep.dir).name}"
+        from comparisons.report import print_summary
+        from comparisons.run import run
+
+        summary = run(rcfg)
+        print_summary(summary)
+    except Exception as e:
+        if debug:
+            raise
+        line = _one_line(e)
+        if multirun:
+            from comparisons.status import record_failure
+
+            record_failure(cfg, line)
+            log.error("job %s failed: %s", hc.job.num, line)
+            return
+        print(f"lintwin: {line}", file=sys.stderr)
+        sys.exit(2 if _is_bad_input(e) else 1)
+
+
+def entry() -> None:
+    """Console-script entry point: subcommands, then a pre-flight compose so Hydra errors become one line."""
+    argv = sys.argv[1:]
+    if argv[:1] == ["report"]:
+        from comparisons.report import report_main
+
+        sys.exit(report_main(argv[1:]))
+    if argv[:1] == ["status"]:
+        from comparisons.status import status_main
+
+        sys.exit(status_main(argv[1:]))
+    if not argv:
+        argv = ["experiment=suite"]
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    debug = any(re.fullmatch(r"\+?debug=(true|default|1)", a) for a in argv)
+    if not multirun and not any(a.startswith("-") for a in argv):
+        try:
+            validate(_compose([a for a in argv if not a.startswith("hydra")]))
+        except Exception as e:
+            if debug:
+                raise
+            print(f"lintwin: {_one_line(e)}", file=sys.stderr)
+            sys.exit(2)
+    sys.argv = [sys.argv[0], *argv]
+    main()
+
+
+def _compose(overrides: list[str]) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name="lintwin"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def _is_bad_input(e: BaseException) -> bool:
+    from comparisons.rundir import RunDirError
+
+    return isinstance(e, (ConfigError, RunDirError)) or type(e).__module__.startswith(("hydra", "omegaconf"))
+
+
+def _one_line(e: BaseException) -> str:
+    """One line naming the problem and the fix, for config, Hydra and run-dir errors alike."""
+    msg = str(e).strip()
+    m = re.search(r"Could not find '([\w/]+)/(\w+)'", msg)
+    if m:
+        group, name = m.groups()
+        options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+        close = difflib.get_close_matches(name, options, n=3)
+        hint = f"did you mean {group}={close[0]}? " if close else ""
+        return f"{group}={name}: no such {group} config; {hint}available: {', '.join(options)}"
+    m = re.search(r"Could not override '([\w.]+)'", msg) or re.search(r"Key '([\w.]+)' is not in struct", msg)
+    if m:
+        key = m.group(1)
+        return f"{key}: unknown config key; check the spelling (`lintwin --cfg job` lists every key) or add it with +{key}"
+    if not isinstance(e, (ConfigError, ValueError)) and not _is_bad_input(e):
+        return f"{type(e).__name__}: {msg.splitlines()[0] if msg else ''} (rerun with debug=true for the traceback)"
+    return msg.splitlines()[0] if msg else type(e).__name__
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,114 @@
+"""``experiment=suite``: the CPU preset of every phenomenon, one after the other, then one scoreboard and report.
+
+Each child experiment is composed from ``conf/experiment/<name>.yaml`` with the suite's seed, device, logger and
+paths, and written to ``<suite run dir>/<name>/`` as an ordinary run dir (so ``lintwin report`` reads it like any
+other). Experiments on an image dataset that is not in the data root are skipped with one line saying so.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from comparisons import rundir
+from comparisons.config import RunCfg, to_container, validate
+
+log = logging.getLogger(__name__)
+
+IMAGE_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "cifar-10-batches-py"}
+
+
+def run_suite(cfg: RunCfg) -> dict[str, Any]:
+    """Run every experiment of ``cfg.phenomenon["experiments"]`` and write the suite's scoreboard and report."""
+    from comparisons.report import collect, write_report
+    from comparisons.run import git_commit, resolve_run_dir, run, versions
+
+    suite_dir = resolve_run_dir(cfg)
+    if rundir.is_complete(suite_dir) and cfg.resume:
+        return rundir.load_run(suite_dir).summary
+    suite_dir.mkdir(parents=True, exist_ok=True)
+    rundir.write_yaml(suite_dir / "config.yaml", to_container(cfg))
+    t0 = time.time()
+    notes, children = [], []
+    for name in cfg.phenomenon["experiments"]:
+        child = validate(compose_experiment(name, _inherited(cfg, suite_dir / name)))
+        child.name = name
+        missing = _missing_dataset(child)
+        if missing:
+            line = f"{name} skipped: {missing} is not in the data root {child.paths.data_root} (set LINTWIN_DATA)"
+            log.warning(line)
+            print(f"lintwin: {line}")
+            notes.append(line)
+            continue
+        log.info("suite: running %s", name)
+        run(child)
+        children.append(suite_dir / name)
+    summaries, figures = collect(suite_dir)
+    wall = time.time() - t0
+    preamble = [f"Suite of {len(summaries)} settings, seed(s) {cfg.seeds or [cfg.seed]}, wall time {wall:.0f} s."]
+    report = write_report(summaries, figures, suite_dir, preamble=preamble + notes)
+    summary = {
+        "phenomenon": "suite",
+        "name": cfg.name or "suite",
+        "status": "complete",
+        "scores": {},
+        "verdict": "inconclusive",
+        "negative_controls": {},
+        "notes": notes,
+        "children": [str(c) for c in children],
+        "children_summaries": summaries,
+        "report": str(report),
+        "seed": cfg.seed,
+        "seeds": cfg.seeds or [cfg.seed],
+        "git_commit": git_commit(),
+        "versions": versions(),
+        "wall_time_s": round(wall, 3),
+    }
+    rundir.write_json(suite_dir / "summary.json", summary)
+    rundir.mark_complete(suite_dir)
+    return summary
+
+
+def compose_experiment(name: str, overrides: list[str]) -> DictConfig:
+    """Compose ``experiment=<name>`` plus overrides, inside or outside a running Hydra app."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from comparisons.cli import CONF_DIR
+
+    args = [f"experiment={name}", *overrides]
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name="config", overrides=args)
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name="lintwin"):
+        return compose(config_name="config", overrides=args)
+
+
+def _inherited(cfg: RunCfg, run_dir: Path) -> list[str]:
+    """The suite's own settings that every child takes over."""
+    out = [
+        f"seed={cfg.seed}",
+        f"device={cfg.device}",
+        f"resume={str(cfg.resume).lower()}",
+        f"paths.data_root={cfg.paths.data_root}",
+        f"paths.runs_root={cfg.paths.runs_root}",
+        f"paths.run_dir={run_dir}",
+        f"logger={cfg.logger.name}",
+    ]
+    if cfg.seeds:
+        out.append(f"seeds=[{','.join(str(s) for s in cfg.seeds)}]")
+    if cfg.logger.name == "wandb":
+        out += [f"logger.mode={cfg.logger.mode}", f"logger.project={cfg.logger.project}",
+                f"logger.group={cfg.logger.group or 'suite'}"]
+    return out
+
+
+def _missing_dataset(cfg: RunCfg) -> str | None:
+    folder = IMAGE_FOLDERS.get(cfg.task["name"])
+    if folder is None or cfg.task.get("download"):
+        return None
+    root = Path(cfg.task.get("data_root") or cfg.paths.data_root)
+    return None if (root / folder).exists() else folder
