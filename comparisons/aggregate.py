@@ -91,6 +91,11 @@ def aggregate_summaries(summaries: list[dict[str, Any]]) -> dict[str, Any]:
         "verdict": verdict,
         "negative_controls": controls,
         "wall_time_s": round(sum(s.get("wall_time_s", 0.0) for s in summaries), 3),
+        # the key numbers are per run: show seed 0's, labelled, and the aggregated criteria scores beside them
+        "headline": {**{k: f"{v} (seed {summaries[0].get('seed')})" for k, v in first.get("headline", {}).items()
+                        if k in ("predicted", "observed")},
+                     "theory": "; ".join(f"{k}={intervals[k][0]:.3g} [{intervals[k][1]:.3g},{intervals[k][2]:.3g}]"
+                                         for k in criteria if k in intervals)},
     }
 
 

@@ -48,17 +48,20 @@ def main(cfg: DictConfig) -> None:
             rcfg.logger.group = f"{rcfg.name}-{Path(hc.sweep.dir).name}"
         from comparisons.report import print_summary
         from comparisons.run import run
+        from comparisons.status import record_done, record_start
 
+        record_start(rcfg)  # status.json: running (lintwin status PATH, the sweep manifest)
         summary = run(rcfg)
+        record_done(rcfg, summary)
         print_summary(summary)
     except Exception as e:
+        from comparisons.status import record_failure
+
+        line = _one_line(e)
+        record_failure(cfg, line)  # single runs too, so `lintwin status runs/` lists every failed job
         if debug:
             raise
-        line = _one_line(e)
         if multirun:
-            from comparisons.status import record_failure
-
-            record_failure(cfg, line)
             log.error("job %s failed: %s", hc.job.num, line)
             return
         print(f"lintwin: {line}", file=sys.stderr)
@@ -80,16 +83,39 @@ def entry() -> None:
         argv = ["experiment=suite"]
     multirun = any(a in ("-m", "--multirun") for a in argv)
     debug = any(re.fullmatch(r"\+?debug=(true|default|1)", a) for a in argv)
+    # debug is a config group (conf/debug/), and Hydra refuses a bool as a group choice: true -> debug=default,
+    # false -> the default (no debug preset)
+    argv = [("debug=default" if a.endswith(("true", "1")) else "") if re.fullmatch(r"\+?debug=(true|false|1|0)", a)
+            else a for a in argv]
+    argv = [a for a in argv if a]
     if not multirun and not any(a.startswith("-") for a in argv):
         try:
-            validate(_compose([a for a in argv if not a.startswith("hydra")]))
+            from comparisons.status import check_groups, check_output_dirs
+
+            check_groups(argv, CONF_DIR)  # hydra/launcher=<typo> too, which the compose below leaves out
+            rcfg = validate(_compose([a for a in argv if not a.startswith("hydra")]))
+            check_output_dirs(rcfg.paths, hydra_dir_set=any(a.startswith("hydra.run.dir") for a in argv))
         except Exception as e:
             if debug:
                 raise
             print(f"lintwin: {_one_line(e)}", file=sys.stderr)
             sys.exit(2)
+    if multirun:  # group typos would fail every job: one line, exit 2; per-job values fail that job alone
+        from comparisons.status import CALLBACK_OVERRIDE, check_sweep, sweep_exit_code
+
+        try:
+            if not any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):  # --cfg job etc.: as is
+                check_sweep(argv, CONF_DIR)
+        except Exception as e:
+            if debug:
+                raise
+            print(f"lintwin: {_one_line(e)}", file=sys.stderr)
+            sys.exit(2)
+        argv = [*argv, CALLBACK_OVERRIDE]  # manifest.json + the list of failures at the end of the sweep
     sys.argv = [sys.argv[0], *argv]
     main()
+    if multirun:
+        sys.exit(sweep_exit_code())
 
 
 def _compose(overrides: list[str]) -> DictConfig:
@@ -101,8 +127,10 @@ def _compose(overrides: list[str]) -> DictConfig:
 
 def _is_bad_input(e: BaseException) -> bool:
     from comparisons.rundir import RunDirError
+    from tasks import TaskError
 
-    return isinstance(e, (ConfigError, RunDirError)) or type(e).__module__.startswith(("hydra", "omegaconf"))
+    bad = (ConfigError, RunDirError, TaskError)
+    return isinstance(e, bad) or type(e).__module__.startswith(("hydra", "omegaconf"))
 
 
 def _one_line(e: BaseException) -> str:

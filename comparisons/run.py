@@ -11,6 +11,7 @@ import copy
 import itertools
 import json
 import logging
+import math
 import platform
 import subprocess
 import time
@@ -63,9 +64,56 @@ def run(cfg: RunCfg) -> dict[str, Any]:
         rows = train_members(members, ctx, phen.observe, checkpoint=run_dir / "checkpoint.pt")
         observed = pd.DataFrame(rows, columns=rundir.CURVE_COLUMNS)
     curves = pd.concat([observed, prediction.curves], ignore_index=True)[rundir.CURVE_COLUMNS]
-    outcome = phen.score(curves, prediction, cfg)
+    outcome, omitted = score_with_divergence(phen, curves, prediction, cfg, members)
     summary = _summary(cfg, outcome, prediction, members, time.time() - t0)
+    summary["omitted_scores"] = omitted
     return finish_run(run_dir, cfg, curves, summary)
+
+
+def score_with_divergence(phen, curves: pd.DataFrame, prediction: Prediction, cfg: RunCfg,
+                          members: list[Member]) -> tuple[Outcome, dict[str, str]]:
+    """``phen.score``, minus the scores a diverged member makes meaningless, each with its reason.
+
+    A score belongs to the members its name mentions ("real", "twin", a sweep point's label); a score that names
+    neither voice compares against the real net, so it goes with the real one. A score that names no point label
+    belongs to every point. Non-finite scores are omitted too. When a criterion loses its score the verdict is
+    re-derived from the remaining criteria: disagree if one fails, else inconclusive (DESIGN.md "Failure model").
+
+    Returns:
+        The outcome with those scores removed, and ``{score: reason}`` for every omitted score.
+    """
+    diverged = [m for m in members if m.diverged_at is not None]
+    try:
+        outcome = phen.score(curves, prediction, cfg)
+    except Exception as e:
+        if not diverged:
+            raise
+        why = "; ".join(f"{m.name} diverged at step {m.diverged_at}" for m in diverged)
+        return Outcome(scores={}, verdict="inconclusive", notes=[f"no scores: scoring failed after divergence "
+                                                                 f"({type(e).__name__}); {why}"]), {"*": why}
+    labels = {m.name.partition(":")[2] for m in members} - {""}
+    omitted: dict[str, str] = {}
+    for name, value in outcome.scores.items():
+        for m in diverged:
+            role, _, label = m.name.partition(":")
+            same_point = not label or label in name or not any(lb in name for lb in labels)
+            voiced = role in name or (role == "real" and "twin" not in name)
+            if same_point and voiced:
+                omitted[name] = f"{m.name} diverged at step {m.diverged_at} (NaN/inf loss or weights)"
+                break
+        else:
+            if not _finite(value):
+                omitted[name] = f"not finite ({value})"
+    if not omitted:
+        return outcome, omitted
+    outcome.scores = {k: v for k, v in outcome.scores.items() if k not in omitted}
+    if not outcome.scores or any(k in omitted for k in outcome.criteria):
+        from comparisons.aggregate import OPS
+
+        fails = any(k in outcome.scores and not OPS[op](outcome.scores[k], thr)
+                    for k, (op, thr) in outcome.criteria.items())
+        outcome.verdict = "disagree" if fails else "inconclusive"
+    return outcome, omitted
 
 
 def finish_run(run_dir: Path, cfg: RunCfg, curves: pd.DataFrame, summary: dict[str, Any]) -> dict[str, Any]:
@@ -94,7 +142,7 @@ def build_members(cfg: RunCfg, ctx: Context) -> list[Member]:
         task = _build_task(pcfg, ctx, task_cache)
         real = _build_model(pcfg, task, ctx)
         suffix = f":{label}" if label else ""
-        members.append(Member(name=f"real{suffix}", role="real", model=real, task=task, point=point))
+        members.append(Member(name=f"real{suffix}", role="real", model=real, task=task, point=point, optim=pcfg.optim))
         if pcfg.twin.enabled:
             twin_task = task
             if pcfg.twin.whiten:
@@ -103,7 +151,7 @@ def build_members(cfg: RunCfg, ctx: Context) -> list[Member]:
                     task_cache[key] = _task_call(tasks.whiten, task)
                 twin_task = task_cache[key]
             members.append(Member(name=f"twin{suffix}", role="twin", model=linear_twin(real), task=twin_task,
-                                  point=point))
+                                  point=point, optim=pcfg.optim))
     return members
 
 
@@ -143,11 +191,18 @@ def resolve_run_dir(cfg: RunCfg) -> Path:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU (resolved once, then passed down)."""
+    """``auto`` -> CUDA when present, else CPU (resolved once, then passed down).
+
+    On CUDA, TF32 is switched off for matmuls and cuDNN convolutions (cuDNN's default is on): the runs are compared
+    against float64 closed forms (STYLE.md "Device and dtype"), and TF32's 10-bit mantissa would blur them.
+    """
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={device} but CUDA is not available here; use device=auto or device=cpu")
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     return torch.device(device)
 
 
@@ -202,12 +257,15 @@ def _run_seeds(cfg: RunCfg) -> dict[str, Any]:
         child.paths.run_dir = str(parent / f"seed_{seed}")
         run(child)
         child_dirs.append(Path(child.paths.run_dir))
-    return aggregate_runs(child_dirs, parent)
+    summary = aggregate_runs(child_dirs, parent)
+    get_phenomenon(cfg.phenomenon["name"]).figures(rundir.load_run(parent), parent / "figures")  # seed bands
+    return summary
 
 
 def _prepare_dir(run_dir: Path, cfg: RunCfg) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / rundir.COMPLETE).unlink(missing_ok=True)  # resume=false over a finished run: not done until redone
         rundir.write_yaml(run_dir / "config.yaml", to_container(cfg))
     except OSError as e:
         raise ConfigError(f"cannot write the run dir {run_dir} ({e.strerror}); set paths.runs_root to a writable "
@@ -272,6 +330,13 @@ def _check_shapes(model: torch.nn.Module, task: tasks.Task, name: str, cfg: RunC
                           f"{task.meta['out_dim']}; pick a matching model")
     if cfg.train.loss == "ce" and task.labels_train is None:
         raise ConfigError(f"train.loss=ce needs class labels but task {task.name} is a regression; use train.loss=mse")
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def _lintwin_version() -> str:

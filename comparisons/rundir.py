@@ -47,6 +47,8 @@ class Run:
 def config_hash(config: dict[str, Any]) -> str:
     """A short stable hash of a resolved config, minus output paths (the sweep key, DESIGN.md "Sweeps")."""
     keyed = {k: v for k, v in config.items() if k not in ("paths", "logger", "resume", "debug")}
+    if isinstance(keyed.get("train"), dict):  # the progress bar changes no result: a relaunch without it must match
+        keyed["train"] = {k: v for k, v in keyed["train"].items() if k != "progress"}
     blob = json.dumps(keyed, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 

@@ -25,15 +25,18 @@ def log_run(cfg: RunCfg, run_dir: Path, figures: list[Path]) -> str | None:
     """
     if cfg.logger.name != "wandb" or cfg.logger.mode == "disabled":
         return None
-    try:
-        return _log(cfg, run_dir, figures)
-    except Exception as e:  # noqa: BLE001 - a tracker failure must never cost a finished run
-        log.warning("W&B logging failed (%s: %s); the run dir is complete, rerun with logger=none to silence this",
-                    type(e).__name__, str(e).splitlines()[0] if str(e) else "")
-        return None
+    modes = [cfg.logger.mode] + (["offline"] if cfg.logger.mode == "online" else [])
+    for mode in modes:  # an online run that cannot reach the server is retried offline
+        try:
+            return _log(cfg, run_dir, figures, mode)
+        except Exception as e:  # noqa: BLE001 - a tracker failure must never cost a finished run
+            nxt = "retrying offline" if mode != modes[-1] else "the run dir is complete; logger=none silences this"
+            log.warning("W&B logging (%s) failed (%s: %s); %s", mode, type(e).__name__,
+                        str(e).splitlines()[0] if str(e) else "", nxt)
+    return None
 
 
-def _log(cfg: RunCfg, run_dir: Path, figures: list[Path]) -> str:
+def _log(cfg: RunCfg, run_dir: Path, figures: list[Path], mode: str) -> str:
     os.environ.setdefault("WANDB_SILENT", "true")
     import wandb
 
@@ -45,10 +48,11 @@ def _log(cfg: RunCfg, run_dir: Path, figures: list[Path]) -> str:
         group=lg.group or cfg.name or cfg.phenomenon["name"],
         name=f"{cfg.name or cfg.phenomenon['name']}-{run_dir.name}",
         dir=str(lg.dir or run_dir),
-        mode=lg.mode,
+        mode=mode,
         config=to_container(cfg),
         tags=list(lg.tags),
         reinit="finish_previous",
+        settings=wandb.Settings(init_timeout=30),  # a node without network fails fast instead of hanging
     )
     try:
         curves = run.curves

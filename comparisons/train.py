@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from comparisons.config import OptimCfg, RunCfg
-from comparisons.rundir import load_checkpoint, save_checkpoint
+from comparisons.rundir import RunDirError, load_checkpoint, save_checkpoint
 from tasks import Task
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ class Member:
     task: Task
     point: dict[str, Any] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)  # observe()'s scratch (step-0 NTK, init weights); checkpointed
+    optim: OptimCfg | None = None  # this member's optimizer settings (its sweep point's); None -> the run's
     optimizer: torch.optim.Optimizer | None = None
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
     diverged_at: int | None = None
@@ -146,16 +147,21 @@ def train_members(
         Rows ``{"member", "step", "time", "metric", "value"}``. A member whose loss or weights become NaN/inf stops
         alone and gets a ``diverged`` row whose value is the step.
     """
+    from comparisons import vectorized  # lazy: vectorized imports this module
+
+    if vectorized.use_vectorized(members, ctx.cfg):  # sweep.vectorize: K same-shape members as one batched model
+        return vectorized.train_vectorized(members, ctx, observe, checkpoint)
     cfg = ctx.cfg
     steps = cfg.train.steps
     grid = eval_steps(steps, cfg.train.eval_points, cfg.train.eval_grid)
     for m in members:
-        m.optimizer, m.scheduler = make_optimizer(m.model, cfg.optim, steps)
+        m.optim = m.optim or cfg.optim
+        m.optimizer, m.scheduler = make_optimizer(m.model, m.optim, steps)
     gen = ctx.streams["data"]
     rows: list[dict[str, Any]] = []
     start, order = 0, {}
     if checkpoint is not None and checkpoint.exists() and cfg.resume:
-        start, rows, order = _restore(load_checkpoint(checkpoint), members, gen)
+        start, rows, order = _restore(load_checkpoint(checkpoint), members, gen, ctx.streams, checkpoint)
         log.info("resumed from %s at step %d", checkpoint, start)
     elif checkpoint is not None and checkpoint.exists():
         checkpoint.unlink()
@@ -169,28 +175,31 @@ def train_members(
             break
         every = cfg.train.checkpoint_every
         if checkpoint is not None and step > start and every and step % every == 0:
-            save_checkpoint(checkpoint, _snapshot(step, rows, members, gen, order))
-        _train_step(members, cfg, gen, order)
+            save_checkpoint(checkpoint, _snapshot(step, rows, members, gen, order, ctx.streams))
+        _train_step(members, cfg, gen, order, step, rows)
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
     if checkpoint is not None:
-        save_checkpoint(checkpoint, _snapshot(steps, rows, members, gen, order))
+        save_checkpoint(checkpoint, _snapshot(steps, rows, members, gen, order, ctx.streams))
     return rows
 
 
-def _train_step(members: list[Member], cfg: RunCfg, gen: torch.Generator, order: dict[int, list]) -> None:
+def _train_step(members: list[Member], cfg: RunCfg, gen: torch.Generator, order: dict[int, list], step: int,
+                rows: list[dict[str, Any]]) -> None:
     """One optimizer step of every live member on the same batch.
 
     Minibatches come from one permutation per training-set size (``order[n] = [perm, cursor]``), drawn from the
     shared data stream, so members on equal-size data see the same indices; online tasks draw once per task.
+    Batches are drawn for diverged members too, so the data order of the others never depends on who diverged.
+    A member whose loss is NaN/inf stops here, before the update, with a ``diverged`` row at ``step``.
     """
     alive = [m for m in members if m.diverged_at is None]
     bs = cfg.train.batch_size
     batches: dict[int, tuple] = {}
     idx_by_n: dict[int, torch.Tensor] = {}
-    for m in alive:
+    for m in members:
         task = m.task
         if id(task) in batches:
             continue
@@ -214,6 +223,13 @@ def _train_step(members: list[Member], cfg: RunCfg, gen: torch.Generator, order:
         x, y, labels = batches[id(m.task)]
         m.optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(cfg.train.loss, m.model(x), y, labels)
+        if not bool(torch.isfinite(loss)):  # one host sync per step; keeps NaN/inf out of the weights
+            m.diverged_at = step
+            log.warning("member %s diverged (loss %s) at step %d; it stops, the others go on", m.name,
+                        float(loss.detach()), step)
+            t = time_factor(cfg.train.loss, m.task.meta["out_dim"]) * m.optim.lr * step
+            rows.append({"member": m.name, "step": step, "time": t, "metric": "diverged", "value": float(step)})
+            continue
         loss.backward()
         m.optimizer.step()
         if m.scheduler is not None:
@@ -236,7 +252,7 @@ def _eval_all(members, step, ctx, observe, rows) -> str:
             metrics = {"diverged": float(step)}
         elif observe is not None:
             metrics.update(observe(m, step))
-        t = time_factor(cfg.train.loss, m.task.meta["out_dim"]) * cfg.optim.lr * step
+        t = time_factor(cfg.train.loss, m.task.meta["out_dim"]) * m.optim.lr * step
         rows.extend({"member": m.name, "step": step, "time": t, "metric": k, "value": float(v)}
                     for k, v in metrics.items())
         if m.role == "real" and not latest:
@@ -244,11 +260,13 @@ def _eval_all(members, step, ctx, observe, rows) -> str:
     return latest
 
 
-def _snapshot(step, rows, members, gen, order) -> dict[str, Any]:
+def _snapshot(step, rows, members, gen, order, named_streams=None) -> dict[str, Any]:
     return {
         "step": step,
         "rows": list(rows),
         "data_rng": gen.get_state(),
+        "streams": {k: g.get_state() for k, g in (named_streams or {}).items()},
+        "torch_rng": torch.get_rng_state(),  # the global CPU stream (dropout), for bit-identical resume
         "order": order,
         "members": {
             m.name: {
@@ -263,20 +281,36 @@ def _snapshot(step, rows, members, gen, order) -> dict[str, Any]:
     }
 
 
-def _restore(ckpt: dict[str, Any], members: list[Member], gen: torch.Generator):
-    saved = ckpt["members"]
-    if set(saved) != {m.name for m in members}:
-        raise ValueError(f"checkpoint members {sorted(saved)} do not match this run's; set resume=false")
-    for m in members:
-        s = saved[m.name]
-        m.model.load_state_dict(s["model"])
-        m.optimizer.load_state_dict(s["optimizer"])
-        if m.scheduler is not None and s["scheduler"] is not None:
-            m.scheduler.load_state_dict(s["scheduler"])
-        m.state = s["state"]
-        m.diverged_at = s["diverged_at"]
-    gen.set_state(ckpt["data_rng"])
-    return ckpt["step"], list(ckpt["rows"]), ckpt["order"]
+def _restore(ckpt: dict[str, Any], members: list[Member], gen: torch.Generator,
+             named_streams: dict[str, torch.Generator] | None = None, path: Path | None = None):
+    """Load a snapshot into ``members`` and the streams; one that does not fit this run is refused, never
+    silently restarted over (DESIGN.md "Failure model")."""
+    fix = "delete it to restart that run, or set resume=false"
+    try:
+        saved = ckpt["members"]
+        if set(saved) != {m.name for m in members}:
+            raise RunDirError(f"checkpoint {path} holds members {sorted(saved)}, not this run's "
+                              f"{sorted(m.name for m in members)}; {fix}")
+        for m in members:
+            s = saved[m.name]
+            m.model.load_state_dict(s["model"])
+            m.optimizer.load_state_dict(s["optimizer"])
+            if m.scheduler is not None and s["scheduler"] is not None:
+                m.scheduler.load_state_dict(s["scheduler"])
+            m.state = s["state"]
+            m.diverged_at = s["diverged_at"]
+        gen.set_state(ckpt["data_rng"])
+        for k, state in ckpt.get("streams", {}).items():
+            if named_streams is not None and k in named_streams and named_streams[k] is not gen:
+                named_streams[k].set_state(state)
+        if "torch_rng" in ckpt:
+            torch.set_rng_state(ckpt["torch_rng"])
+        return ckpt["step"], list(ckpt["rows"]), ckpt["order"]
+    except RunDirError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        first = (str(e).strip().splitlines() or [""])[0][:100]
+        raise RunDirError(f"checkpoint {path} does not fit this run ({type(e).__name__}: {first}); {fix}") from None
 
 
 def _batched_forward(model: nn.Module, x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:

@@ -90,14 +90,18 @@ def test_wandb_failure_warns_and_run_completes(tmp_path, fake_phenomenon, monkey
 
     from comparisons.run import resolve_run_dir, run
 
+    calls = []
+
     def boom(*a, **k):
+        calls.append(k["mode"])
         raise RuntimeError("no network")
 
     monkeypatch.setattr(wandb, "init", boom)
-    cfg = _cfg(tmp_path, "logger=wandb")
+    cfg = _cfg(tmp_path, "logger=wandb", "logger.mode=online")
     run(cfg)
     assert rundir.is_complete(resolve_run_dir(cfg))
-    assert any("W&B logging failed" in r.message for r in caplog.records)
+    assert calls == ["online", "offline"]  # online failed, retried offline, then gave up with a warning
+    assert sum("W&B logging" in r.message for r in caplog.records) == 2
 
 
 def test_complete_run_is_not_retrained(tmp_path, fake_phenomenon) -> None:
