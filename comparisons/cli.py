@@ -88,6 +88,7 @@ def entry() -> None:
     argv = [("debug=default" if a.endswith(("true", "1")) else "") if re.fullmatch(r"\+?debug=(true|false|1|0)", a)
             else a for a in argv]
     argv = [a for a in argv if a]
+    argv = replace_grid_overrides(argv)
     if not multirun and not any(a.startswith("-") for a in argv):
         try:
             from comparisons.status import check_groups, check_output_dirs
@@ -116,6 +117,12 @@ def entry() -> None:
     main()
     if multirun:
         sys.exit(sweep_exit_code())
+
+
+def replace_grid_overrides(argv: list[str]) -> list[str]:
+    """``sweep.grid={...}`` -> ``~sweep.grid +sweep.grid={...}``: Hydra merges a dict override into the existing
+    (struct) dict and refuses its new keys, but a sweep grid on the command line means "this grid instead"."""
+    return [b for a in argv for b in (["~sweep.grid", "+" + a] if re.fullmatch(r"sweep\.grid=\{.*\}", a) else [a])]
 
 
 def _compose(overrides: list[str]) -> DictConfig:

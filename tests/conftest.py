@@ -22,8 +22,10 @@ def compose_cfg(overrides: list[str]):
 
     from comparisons.config import validate
 
+    from comparisons.cli import replace_grid_overrides
+
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf"), job_name="test"):
-        return validate(compose(config_name="config", overrides=overrides))
+        return validate(compose(config_name="config", overrides=replace_grid_overrides(overrides)))
 
 
 @pytest.fixture
