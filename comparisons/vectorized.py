@@ -2,11 +2,12 @@
 
 DESIGN.md "Scale". Members whose networks have the same shapes (same architecture, any seed, init scale, per-layer
 scales, output scale, target scale, learning rate or weight decay) are stacked along a leading member axis K and
-trained in lockstep:
+trained in lockstep (the batched models and optimizer live in :mod:`comparisons.batched`):
 
 - ``deep_models.mlp.MLP`` members are hand-batched: the first layer of K members on a shared input is one GEMM
-  (x (B, d) times the K stacked weights, (d, K h)), every later layer one ``baddbmm`` over the member axis.
-- Any other model without BatchNorm or dropout goes through ``torch.func``: ``stack_module_state`` +
+  (x (B, d) times the K stacked weights, (d, K h)), every later layer one ``baddbmm`` over the member axis, with a
+  hand-written backward.
+- Any other model without BatchNorm or dropout goes through ``torch.func``: stacked parameters +
   ``vmap(functional_call)``.
 - The optimizer step is batched too, with per-member hyperparameters applied exactly: lr, weight decay,
   momentum, betas, eps and the lr schedule of each member's own ``optim`` config, in the same elementwise formulas
@@ -21,37 +22,32 @@ There is no host sync in a training step: divergence is tracked on the device (t
 loss, per member) and read at eval steps, where all metrics of a group come back in one transfer. Checkpoints use
 the loop trainer's format (each member's model and ``torch.optim`` state), so either trainer resumes the other's.
 
-``sweep.vectorize``: ``auto`` (default) vectorises a run with a sweep grid whose members are batchable; ``true``
-vectorises any batchable run, even a single pair; ``false`` always loops. Runs that cannot be batched (BatchNorm,
+``sweep.vectorize``: ``auto`` (default) vectorises a run in which some batchable group holds members of two or more
+sweep points (``sweep.grid``, ``sweep.grid.seed=[...]``, or a phenomenon's named points); ``true`` vectorises any
+batchable run, even a single pair; ``false`` always loops. Runs that cannot be batched (BatchNorm,
 an unknown optimizer or schedule) fall back to the loop with one log line saying why.
 """
 
 from __future__ import annotations
 
-import copy
+import json
 import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from comparisons.config import OptimCfg, RunCfg
+from comparisons.batched import BatchedOptimizer, FuncStack, MLPStack, batched_loss, func_key, mlp_key
+from comparisons.config import RunCfg
 from comparisons.rundir import load_checkpoint, save_checkpoint
 from comparisons.train import Context, Member, _progress, _restore, _snapshot, eval_steps, make_optimizer, time_factor
-from deep_models.mlp import MLP
 
 log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
-_MLP_ACTS = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.GELU: "gelu", nn.Identity: "identity"}
-_INIT_ONLY = ("init", "init_scale", "layer_scales", "linear_impl")  # attributes read only by reset_parameters
-_STATEFUL = (nn.modules.batchnorm._BatchNorm, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
 
 def use_vectorized(members: list[Member], cfg: RunCfg) -> bool:
@@ -63,7 +59,8 @@ def use_vectorized(members: list[Member], cfg: RunCfg) -> bool:
     if groups is None:
         (log.warning if mode == "true" else log.info)("sweep.vectorize=%s: training in a loop (%s)", mode, why)
         return False
-    return mode == "true" or (bool(cfg.sweep.grid) and max(len(g) for g in groups) >= 2)
+    points = [{json.dumps(members[i].point, sort_keys=True, default=str) for i in g} for g in groups]
+    return mode == "true" or any(len(p) >= 2 for p in points)
 
 
 def plan(members: list[Member], cfg: RunCfg) -> tuple[list[list[int]] | None, str]:
@@ -77,9 +74,9 @@ def plan(members: list[Member], cfg: RunCfg) -> tuple[list[list[int]] | None, st
         opt = m.optim or cfg.optim
         if opt.name not in OPTIMIZERS or opt.schedule not in SCHEDULES:
             return None, f"{m.name}: optimizer {opt.name} with schedule {opt.schedule} has no batched step"
-        key = _mlp_key(m.model)
+        key = mlp_key(m.model)
         if key is None:
-            key = _func_key(m.model)
+            key = func_key(m.model)
         if isinstance(key, str):
             return None, f"{m.name}: {key}"
         keys.setdefault((key, opt.name), []).append(i)
@@ -119,8 +116,12 @@ def train_vectorized(
         checkpoint.unlink()
     groups = [_Group([members[i] for i in idx], cfg, steps) for idx in plan(members, cfg)[0]]
     where = {id(m): (g, k) for g in groups for k, m in enumerate(g.members)}
-    log.info("vectorised training: %d members in %d batched group(s) of sizes %s", len(members), len(groups),
-             [g.k for g in groups])
+    log.info(
+        "vectorised training: %d members in %d batched group(s) of sizes %s",
+        len(members),
+        len(groups),
+        [g.k for g in groups],
+    )
     bar = _progress(cfg, steps, start)
     for step in range(start, steps + 1):
         if step in grid and not (rows and step == start):
@@ -131,8 +132,9 @@ def train_vectorized(
             break
         every = cfg.train.checkpoint_every
         if checkpoint is not None and step > start and every and step % every == 0:
-            save_checkpoint(checkpoint, _snapshot(step, _sync(members, where, step, cfg, rows), members, gen,
-                                                  order, ctx.streams))
+            save_checkpoint(
+                checkpoint, _snapshot(step, _sync(members, where, step, cfg, rows), members, gen, order, ctx.streams)
+            )
         batches = _draw_batches(members, cfg, gen, order)
         for g in groups:
             g.train_step(batches, step, cfg.train.loss)
@@ -146,313 +148,45 @@ def train_vectorized(
     return rows
 
 
-def batched_loss(name: str, out: torch.Tensor, y: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-    """``train.loss_fn`` of K members at once.
-
-    Args:
-        name: "mse" (1/(2B) sum ||f - y||^2, SCIENCE.md 2.2), "mse_mean" (torch's mean MSE) or "ce".
-        out: Outputs, (K, B, c).
-        y: Targets, (B, c) shared or (K, B, c).
-        labels: Class labels, (B,) shared or (K, B); only for "ce".
-
-    Returns:
-        Per-member losses, (K,).
-    """
-    k, b, c = out.shape
-    if name == "ce":
-        lab = labels.expand(k, b) if labels.dim() == 1 else labels
-        return F.cross_entropy(out.reshape(k * b, c), lab.reshape(-1), reduction="none").view(k, b).mean(1)
-    if name == "mse_mean":
-        return (out - y).pow(2).mean(dim=(1, 2))
-    return 0.5 * (out - y).pow(2).sum(-1).mean(-1)
-
-
-def _loss_and_grad(name: str, out: torch.Tensor, y: torch.Tensor,
-                   labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`batched_loss` (K,) and its gradient with respect to ``out`` (K, B, c)."""
-    k, b, c = out.shape
-    if name == "ce":
-        lab = (labels.expand(k, b) if labels.dim() == 1 else labels).unsqueeze(-1)
-        logp = out.log_softmax(-1)
-        losses = -logp.gather(-1, lab).squeeze(-1).mean(-1)
-        g = logp.exp_().scatter_add_(-1, lab, torch.full_like(lab, -1, dtype=out.dtype)).div_(b)
-        return losses, g
-    r = out - y
-    if name == "mse_mean":
-        return r.pow(2).mean(dim=(1, 2)), r.mul_(2.0 / (b * c))
-    return 0.5 * r.pow(2).sum(-1).mean(-1), r.div_(b)
-
-
-class MLPStack:
-    """K ``deep_models.mlp.MLP`` members of equal shapes as stacked weights (K, out, in) and biases (K, out).
-
-    Forward: on a shared input x (B, d) the first layer is one GEMM against the (K h, d) stacked weights (its
-    result viewed as (K, B, h) without a copy); every other layer is ``baddbmm`` over the member axis. Each
-    member's ``output_scale`` multiplies its own outputs. ``params`` follow ``model.parameters()`` order.
-    """
-
-    def __init__(self, models: list[nn.Module]) -> None:
-        """Stack the weights of ``models`` (all accepted by ``_mlp_key`` with one key)."""
-        self.acts = _mlp_key(models[0])[1]
-        layers = [m.linear_layers() for m in models]
-        self.params: list[torch.Tensor] = []
-        self.has_bias = layers[0][0].bias is not None
-        for j in range(len(layers[0])):
-            self.params.append(torch.stack([ls[j].weight.detach() for ls in layers]).requires_grad_())
-            if self.has_bias:
-                self.params.append(torch.stack([ls[j].bias.detach() for ls in layers]).requires_grad_())
-        scales = [float(m.output_scale) for m in models]
-        p0 = self.params[0]
-        self.out_scale: float | torch.Tensor = (scales[0] if len(set(scales)) == 1 else
-                                                torch.tensor(scales, dtype=p0.dtype, device=p0.device).view(-1, 1, 1))
-
-    def __call__(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
-        """Outputs (K, B, c) for inputs (B, *input_shape) shared by all members, or (K, B, *input_shape)."""
-        step = 2 if self.has_bias else 1
-        ws = self.params[::step]
-        bs = self.params[1::2] if self.has_bias else [None] * len(ws)
-        for j, (w, b) in enumerate(zip(ws, bs, strict=True)):
-            z = self._layer(j, x, w, b, shared)
-            x = _act(self.acts[j], z) if j < len(self.acts) else z
-        return x * self.out_scale
-
-    @torch.no_grad()
-    def loss_and_grads(self, x: torch.Tensor, shared: bool, y: torch.Tensor, labels: torch.Tensor | None,
-                       loss: str) -> torch.Tensor:
-        """Per-member training losses (K,), with every stacked parameter's ``.grad`` set by a hand-written backward.
-
-        The backward is the chain rule of :meth:`__call__` in batched matmuls: for layer l with input a and output
-        gradient g (K, B, out), dW = g^T a, db = sum_B g, and the input gradient g W times the activation's
-        derivative (ReLU/tanh from the stored output, GELU from the stored input). Activations are applied in place
-        and nothing else is kept, so a step makes fewer passes over the (K, B, width) activations than autograd.
-        """
-        step = 2 if self.has_bias else 1
-        ws = self.params[::step]
-        bs = self.params[1::2] if self.has_bias else [None] * len(ws)
-        k = ws[0].shape[0]
-        inputs, saved = [], []
-        a = x
-        for j, (w, b) in enumerate(zip(ws, bs, strict=True)):
-            inputs.append(a)
-            z = self._layer(j, a, w, b, shared)
-            if j == len(ws) - 1:
-                a = z
-            elif self.acts[j].startswith("gelu"):
-                saved.append(z)
-                a = F.gelu(z, approximate=self.acts[j].partition(":")[2] or "none")
-            else:
-                a = z.relu_() if self.acts[j] == "relu" else z.tanh_() if self.acts[j] == "tanh" else z
-                saved.append(a)
-        out = a if isinstance(self.out_scale, float) and self.out_scale == 1.0 else a * self.out_scale
-        losses, g = _loss_and_grad(loss, out, y, labels)
-        if not (isinstance(self.out_scale, float) and self.out_scale == 1.0):
-            g = g * self.out_scale
-        for j in range(len(ws) - 1, -1, -1):
-            a_in = inputs[j]
-            if j == 0:
-                a_in = a_in.reshape(a_in.shape[0], -1).expand(k, -1, -1) if shared else a_in.reshape(k, a_in.shape[1], -1)
-            ws[j].grad = torch.bmm(g.transpose(1, 2), a_in)  # (K, out, in)
-            if bs[j] is not None:
-                bs[j].grad = g.sum(1)
-            if j > 0:
-                g = torch.bmm(g, ws[j])  # (K, B, in)
-                act, keep = self.acts[j - 1], saved[j - 1]
-                if act == "relu":
-                    g = torch.ops.aten.threshold_backward(g, keep, 0)
-                elif act == "tanh":
-                    g = torch.ops.aten.tanh_backward(g, keep)
-                elif act.startswith("gelu"):
-                    g = torch.ops.aten.gelu_backward(g, keep, approximate=act.partition(":")[2] or "none")
-        return losses
-
-    def _layer(self, j: int, a: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, shared: bool) -> torch.Tensor:
-        """Layer j's pre-activation (K, B, out) from its input (shared (B, ...) for j = 0, else (K, B, in))."""
-        k = w.shape[0]
-        if j == 0 and shared:
-            a = a.reshape(a.shape[0], -1)
-            h = w.shape[1]
-            z = F.linear(a, w.reshape(k * h, -1), None if b is None else b.reshape(k * h))  # (B, K h): one GEMM
-            return z.view(a.shape[0], k, h).transpose(0, 1)  # (K, B, h), a view
-        if j == 0:
-            a = a.reshape(k, a.shape[1], -1)
-        return torch.bmm(a, w.transpose(1, 2)) if b is None else torch.baddbmm(b.unsqueeze(1), a, w.transpose(1, 2))
-
-    def write_back(self, models: list[nn.Module]) -> None:
-        """Copy member k's slice of every stacked tensor into ``models[k]``."""
-        with torch.no_grad():
-            for k, m in enumerate(models):
-                for p, s in zip(m.parameters(), self.params, strict=True):
-                    p.copy_(s[k])
-
-
-class FuncStack:
-    """K members of any architecture without BatchNorm/dropout: ``torch.func.stack_module_state`` + ``vmap``."""
-
-    def __init__(self, models: list[nn.Module]) -> None:
-        """Stack the parameters of ``models`` (one ``_func_key``); buffers are taken from the first (all equal)."""
-        from torch.func import functional_call, vmap
-
-        self.names = [n for n, _ in models[0].named_parameters()]
-        self.params = [torch.stack([dict(m.named_parameters())[n].detach() for m in models]).requires_grad_()
-                       for n in self.names]
-        base = copy.deepcopy(models[0])
-
-        def one(params: tuple[torch.Tensor, ...], x: torch.Tensor) -> torch.Tensor:
-            return functional_call(base, dict(zip(self.names, params, strict=True)), (x,))
-
-        self._shared, self._own = vmap(one, in_dims=(0, None)), vmap(one, in_dims=(0, 0))
-
-    def __call__(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
-        """Outputs (K, B, c) for inputs (B, ...) shared by all members, or (K, B, ...)."""
-        return (self._shared if shared else self._own)(tuple(self.params), x)
-
-    def write_back(self, models: list[nn.Module]) -> None:
-        """Copy member k's slice of every stacked parameter into ``models[k]``."""
-        with torch.no_grad():
-            for k, m in enumerate(models):
-                for p, s in zip(m.parameters(), self.params, strict=True):
-                    p.copy_(s[k])
-
-
-class BatchedOptimizer:
-    """SGD (momentum, nesterov), Adam or AdamW over stacked parameters with per-member hyperparameters.
-
-    The update of member k is ``torch.optim``'s single-tensor update with member k's lr, weight decay, momentum,
-    betas and eps, and its lr schedule evaluated in closed form at the step (MultiStepLR: lr gamma^#milestones
-    passed; CosineAnnealingLR with T_max = steps: lr (1 + cos(pi step / steps)) / 2). Hyperparameters shared by all
-    members stay Python floats and run the very same calls as ``torch.optim``; differing ones become (K, 1, ...)
-    tensors, computed in float64 on the host and rounded once to the parameter dtype, as torch rounds its scalars.
-    """
-
-    def __init__(self, cfgs: list[OptimCfg], params: list[torch.Tensor], steps: int) -> None:
-        """Build the optimizer for ``params`` (each (K, ...)) and the K members' ``cfgs`` (one optimizer name)."""
-        self.name, self.params, self.steps = cfgs[0].name, params, steps
-        f64 = lambda key: np.array([float(getattr(c, key)) for c in cfgs])  # noqa: E731
-        self.lr, self.wd, self.mom, self.eps = f64("lr"), f64("weight_decay"), f64("momentum"), f64("eps")
-        self.b1 = np.array([float(c.betas[0]) for c in cfgs])
-        self.b2 = np.array([float(c.betas[1]) for c in cfgs])
-        self.nesterov = np.array([bool(c.nesterov) for c in cfgs])
-        self.gamma = f64("gamma")
-        self.kinds = [c.schedule for c in cfgs]
-        self.marks = [sorted({max(1, int(round(m * steps))) for m in c.milestones}) for c in cfgs]
-        self.state: list[dict[str, torch.Tensor]] = [{} for _ in params]
-
-    def lr_at(self, step: int) -> np.ndarray:
-        """Each member's learning rate at training step ``step`` (0-based), float64 (K,)."""
-        lr = self.lr.copy()
-        for k, kind in enumerate(self.kinds):
-            if kind == "step":
-                lr[k] *= self.gamma[k] ** sum(step >= m for m in self.marks[k])
-            elif kind == "cosine":
-                lr[k] *= (1 + math.cos(math.pi * min(step, self.steps) / self.steps)) / 2
-        return lr
-
-    @torch.no_grad()
-    def step(self, step: int) -> None:
-        """Apply the update of training step ``step`` (0-based) to every parameter, then drop the gradients."""
-        lr = self.lr_at(step)
-        for p, st in zip(self.params, self.state, strict=True):
-            g, p.grad = p.grad, None
-            if self.name == "sgd":
-                self._sgd(p, g, st, lr)
-            else:
-                self._adam(p, g, st, lr, step + 1)
-
-    def _sgd(self, p: torch.Tensor, g: torch.Tensor, st: dict, lr: np.ndarray) -> None:
-        if self.wd.any():
-            g = _axpy(g, p, self._hp(self.wd, p))
-        if self.mom.any():
-            if "momentum_buffer" not in st:
-                st["momentum_buffer"] = g.detach().clone()
-            else:
-                mom = self._hp(self.mom, p)
-                st["momentum_buffer"].mul_(mom).add_(g)
-            buf = st["momentum_buffer"]
-            if self.nesterov.all():
-                g = _axpy(g, buf, self._hp(self.mom, p))
-            elif self.nesterov.any():
-                g = torch.where(self._hp(self.nesterov, p, force=True), _axpy(g, buf, self._hp(self.mom, p)), buf)
-            else:
-                g = buf
-        _axpy_(p, g, self._hp(-lr, p))
-
-    def _adam(self, p: torch.Tensor, g: torch.Tensor, st: dict, lr: np.ndarray, t: int) -> None:
-        if not st:
-            st["exp_avg"], st["exp_avg_sq"] = torch.zeros_like(p), torch.zeros_like(p)
-        if self.wd.any():
-            if self.name == "adamw":
-                p.mul_(self._hp(1 - lr * self.wd, p))
-            else:
-                g = _axpy(g, p, self._hp(self.wd, p))
-        m, v = st["exp_avg"], st["exp_avg_sq"]
-        m.lerp_(g, self._hp(1 - self.b1, p))
-        v.mul_(self._hp(self.b2, p))
-        one_minus_b2 = self._hp(1 - self.b2, p)
-        if isinstance(one_minus_b2, float):
-            v.addcmul_(g, g, value=one_minus_b2)
-        else:
-            v.addcmul_(g * one_minus_b2, g)  # (s g) g: torch's order for value * t1 * t2
-        bc1, bc2 = 1 - self.b1**t, 1 - self.b2**t
-        denom = (v.sqrt() / self._hp(bc2**0.5, p)).add_(self._hp(self.eps, p))
-        neg_step = self._hp(-(lr / bc1), p)
-        if isinstance(neg_step, float):
-            p.addcdiv_(m, denom, value=neg_step)
-        else:
-            p.addcdiv_(m * neg_step, denom)  # (s m) / d: torch's order for value * t1 / t2
-
-    def _hp(self, arr: np.ndarray, like: torch.Tensor, force: bool = False) -> float | torch.Tensor:
-        """A per-member hyperparameter: a Python float when all members agree, else a (K, 1, ...) tensor."""
-        if not force and np.all(arr == arr[0]):
-            return float(arr[0])
-        dtype = torch.bool if arr.dtype == bool else like.dtype
-        return torch.as_tensor(arr, dtype=dtype, device=like.device).view(-1, *([1] * (like.dim() - 1)))
-
-    def export(self, k: int, opt: torch.optim.Optimizer, step: int) -> None:
-        """Write member k's state into its ``torch.optim`` optimizer (the checkpoint format of the loop trainer)."""
-        ps = [q for grp in opt.param_groups for q in grp["params"]]
-        for q, st in zip(ps, self.state, strict=True):
-            if self.name == "sgd":
-                opt.state[q] = {"momentum_buffer": st["momentum_buffer"][k].clone() if st else None}
-            elif st:
-                opt.state[q] = {"step": torch.tensor(float(step)), "exp_avg": st["exp_avg"][k].clone(),
-                                "exp_avg_sq": st["exp_avg_sq"][k].clone()}
-        for grp in opt.param_groups:
-            grp["lr"] = float(self.lr_at(step)[k])
-
-    def load(self, opts: list[torch.optim.Optimizer]) -> None:
-        """Stack the members' ``torch.optim`` states (after a resume); empty states stay empty."""
-        per = [[opt.state.get(q, {}) for grp in opt.param_groups for q in grp["params"]] for opt in opts]
-        for j, st in enumerate(self.state):
-            keys = [key for key in ("momentum_buffer", "exp_avg", "exp_avg_sq")
-                    if all(per[k][j].get(key) is not None for k in range(len(opts)))]
-            for key in keys:
-                st[key] = torch.stack([per[k][j][key] for k in range(len(opts))]).to(self.params[j])
-
-
 class _Group:
     """One batched group: the members, their stacked model and optimizer, their data layout and divergence."""
 
     def __init__(self, members: list[Member], cfg: RunCfg, steps: int) -> None:
         self.members, self.k = members, len(members)
         models = [m.model for m in members]
-        self.model = MLPStack(models) if _mlp_key(models[0]) is not None else FuncStack(models)
+        self.model = MLPStack(models) if mlp_key(models[0]) is not None else FuncStack(models)
         self.optim = BatchedOptimizer([m.optim for m in members], self.model.params, steps)
         self.optim.load([m.optimizer for m in members])
         tasks = [m.task for m in members]
         self.tasks = tasks
         self.x_shared = all(t is tasks[0] for t in tasks) or (
-            not any(t.online for t in tasks) and all(_same(t.x_train, tasks[0].x_train) for t in tasks))
+            not any(t.online for t in tasks) and all(_same(t.x_train, tasks[0].x_train) for t in tasks)
+        )
+        self._full: tuple | None = None  # the stacked full training set, when every member trains full-batch
         dev = self.model.params[0].device
         self.bad_step = torch.full((self.k,), -1, dtype=torch.long, device=dev)  # first non-finite training loss
         cap = cfg.train.eval_max_samples
-        self.eval_sets = {s: _stack([(getattr(t, f"x_{s}")[:cap], getattr(t, f"y_{s}")[:cap],
-                                      _head(getattr(t, f"labels_{s}"), cap)) for t in tasks], by_value=True)
-                          for s in ("train", "test") if len(getattr(tasks[0], f"x_{s}"))}
+        self.eval_sets = {
+            s: _stack(
+                [
+                    (getattr(t, f"x_{s}")[:cap], getattr(t, f"y_{s}")[:cap], _head(getattr(t, f"labels_{s}"), cap))
+                    for t in tasks
+                ],
+                by_value=True,
+            )
+            for s in ("train", "test")
+            if len(getattr(tasks[0], f"x_{s}"))
+        }
         self.width = max(p.shape[-2] if p.dim() > 1 else p.shape[-1] for p in self.model.params)
 
     def train_step(self, batches: dict[int, tuple], step: int, loss: str) -> None:
         """One optimizer step of all members; divergence is recorded on the device (no host sync)."""
-        x, y, labels, shared = _stack([batches[id(t)] for t in self.tasks], x_shared=self.x_shared)
+        items = [batches[id(t)] for t in self.tasks]
+        if all(it[1] is t.y_train for it, t in zip(items, self.tasks, strict=True)):  # full batch: stack once
+            self._full = self._full or _stack(items, x_shared=self.x_shared)
+            x, y, labels, shared = self._full
+        else:
+            x, y, labels, shared = _stack(items, x_shared=self.x_shared)
         if isinstance(self.model, MLPStack):
             losses = self.model.loss_and_grads(x, shared, y, labels, loss)  # hand-written batched backward
         else:
@@ -475,7 +209,8 @@ class _Group:
                 names.append(f"{split}_acc")
                 cols.append((f.argmax(-1) == labels).to(f.dtype).mean(-1))
         finite = torch.stack([torch.isfinite(p).flatten(1).all(1) for p in self.model.params]).all(0)
-        return names, torch.stack([*cols, finite.to(cols[0].dtype), self.bad_step.to(cols[0].dtype)], 1)
+        cols = [*cols, finite, self.bad_step]
+        return names, torch.stack([c.to(torch.float64) for c in cols], 1)  # float64: steps stay exact
 
     def write_back(self) -> None:
         """Copy the stacked weights into the live members' own models (for observe, checkpoints and the end)."""
@@ -496,8 +231,9 @@ class _Group:
         return torch.cat(parts, dim=1)
 
 
-def _eval_groups(members: list[Member], where: dict, step: int, cfg: RunCfg, observe,
-                 rows: list[dict[str, Any]]) -> str:
+def _eval_groups(
+    members: list[Member], where: dict, step: int, cfg: RunCfg, observe, rows: list[dict[str, Any]]
+) -> str:
     """Eval every live member at ``step`` with one host transfer per group; rows in member order, like the loop."""
     results = {}
     for g in {id(g): g for g, _ in where.values()}.values():
@@ -520,15 +256,17 @@ def _eval_groups(members: list[Member], where: dict, step: int, cfg: RunCfg, obs
         elif observe is not None:
             metrics.update(observe(m, step))
         t = time_factor(cfg.train.loss, m.task.meta["out_dim"]) * m.optim.lr * step
-        rows.extend({"member": m.name, "step": step, "time": t, "metric": key, "value": float(v)}
-                    for key, v in metrics.items())
+        rows.extend(
+            {"member": m.name, "step": step, "time": t, "metric": key, "value": float(v)} for key, v in metrics.items()
+        )
         if m.role == "real" and not latest:
             latest = " ".join(f"{key}={v:.3g}" for key, v in metrics.items() if key in ("train_loss", "test_acc"))
     return latest
 
 
-def _record_divergence(members: list[Member], bad: dict[int, list[float]], where: dict, cfg: RunCfg,
-                       rows: list[dict[str, Any]]) -> None:
+def _record_divergence(
+    members: list[Member], bad: dict[int, list[float]], where: dict, cfg: RunCfg, rows: list[dict[str, Any]]
+) -> None:
     """Members whose training loss went non-finite since the last sync stop at that step (the loop's rows).
 
     Args:
@@ -547,8 +285,9 @@ def _record_divergence(members: list[Member], bad: dict[int, list[float]], where
         rows.append({"member": m.name, "step": s, "time": t, "metric": "diverged", "value": float(s)})
 
 
-def _sync(members: list[Member], where: dict, step: int, cfg: RunCfg,
-          rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _sync(
+    members: list[Member], where: dict, step: int, cfg: RunCfg, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Bring the members up to date for a checkpoint or the end: divergence, weights and optimizer states."""
     groups = list({id(g): g for g, _ in where.values()}.values())
     _record_divergence(members, {id(g): g.bad_step.tolist() for g in groups}, where, cfg, rows)
@@ -588,61 +327,6 @@ def _draw_batches(members: list[Member], cfg: RunCfg, gen: torch.Generator, orde
         labels = None if task.labels_train is None else task.labels_train[idx]
         batches[id(task)] = (task.x_train[idx], task.y_train[idx], labels)
     return batches
-
-
-def _mlp_key(model: nn.Module) -> tuple | None:
-    """Shapes, activations, dtype and device of an ``MLP`` the hand-batched path handles, else None."""
-    if type(model) is not MLP or not all(p.requires_grad for p in model.parameters()):
-        return None
-    feats = list(model.features)
-    if not feats or not isinstance(feats[0], nn.Flatten) or len(feats) % 2 != 1:
-        return None
-    acts = []
-    for lin, act in zip(feats[1::2], feats[2::2], strict=True):
-        if type(lin) is not nn.Linear or type(act) not in _MLP_ACTS:
-            return None
-        acts.append(_MLP_ACTS[type(act)] + (f":{act.approximate}" if isinstance(act, nn.GELU) else ""))
-    layers = model.linear_layers()
-    if len({lyr.bias is None for lyr in layers}) != 1:
-        return None
-    shapes = tuple((lyr.in_features, lyr.out_features, lyr.bias is not None) for lyr in layers)
-    p = layers[0].weight
-    return "mlp", tuple(acts), shapes, p.dtype, str(p.device)
-
-
-def _func_key(model: nn.Module) -> tuple | str:
-    """Structure, attributes, shapes and buffers of a model for the ``torch.func`` path, or why it cannot batch."""
-    parts: list[Any] = []
-    for name, mod in model.named_modules():
-        if isinstance(mod, _STATEFUL):
-            return f"{name} ({type(mod).__name__}) keeps running state or draws noise; it trains in a loop"
-        attrs = sorted((k, repr(v)) for k, v in vars(mod).items() if not k.startswith("_") and k != "training"
-                       and k not in _INIT_ONLY and isinstance(v, int | float | str | bool | tuple | list | None))
-        parts.append((name, type(mod).__qualname__, tuple(attrs)))
-    params = tuple((n, tuple(p.shape), p.dtype, str(p.device), p.requires_grad) for n, p in model.named_parameters())
-    if not all(p[-1] for p in params):
-        return "frozen parameters are not batched; it trains in a loop"
-    buffers = tuple((n, tuple(b.shape), b.dtype, b.cpu().numpy().tobytes()) for n, b in model.named_buffers())
-    return "func", tuple(parts), params, buffers
-
-
-def _act(name: str, z: torch.Tensor) -> torch.Tensor:
-    if name.startswith("gelu"):
-        return F.gelu(z, approximate=name.partition(":")[2] or "none")
-    return z.relu() if name == "relu" else z.tanh() if name == "tanh" else z
-
-
-def _axpy(g: torch.Tensor, p: torch.Tensor, a: float | torch.Tensor) -> torch.Tensor:
-    """g + a p, a a scalar or a per-member tensor (torch's ``g.add(p, alpha=a)``)."""
-    return g.add(p, alpha=a) if isinstance(a, float) else torch.addcmul(g, p, a)
-
-
-def _axpy_(p: torch.Tensor, g: torch.Tensor, a: float | torch.Tensor) -> None:
-    """In place p += a g (torch's ``p.add_(g, alpha=a)``)."""
-    if isinstance(a, float):
-        p.add_(g, alpha=a)
-    else:
-        p.addcmul_(g, a)
 
 
 def _same(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:

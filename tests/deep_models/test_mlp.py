@@ -116,3 +116,26 @@ def test_bad_kwargs(kw: dict, needle: str) -> None:
     with pytest.raises(ValueError) as err:
         make(**({"width": 4} | kw))
     assert needle in str(err.value)
+
+
+@pytest.mark.parametrize("threads", [1, 2])  # 1: torch's GEMM-based 1x1 conv; 2: oneDNN's 1x1 kernels
+def test_conv1x1_linear_impl_equals_default(threads: int) -> None:
+    kw = dict(depth=3, width=48, activation="gelu", output_scale=2.0)
+    ref, fast = make(**kw), make(linear_impl="conv1x1", **kw)
+    assert fast.state_dict().keys() == ref.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(ref.parameters(), fast.parameters(), strict=True))
+    x = torch.randn(64, 1, 10, 10, generator=torch.Generator().manual_seed(1))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        outs = [net(x) for net in (ref, fast)]
+        for out in outs:
+            out.pow(2).sum().backward()
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+    for a, b in zip(ref.parameters(), fast.parameters(), strict=True):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-5)
+    assert linear_twin(fast).linear_impl == "conv1x1"
+    with pytest.raises(ValueError, match="linear_impl='gemm' must be one of default, conv1x1"):
+        make(width=4, linear_impl="gemm")
