@@ -109,8 +109,8 @@ def write_report(summaries: list[dict[str, Any]], figures: dict[str, list[Path]]
 
 
 def scoreboard_heatmap(summaries: list[dict[str, Any]], out_dir: Path) -> Path | None:
-    """Rows: phenomenon/setting; columns: each verdict criterion and the negative controls. Colour: pass (+1),
-    undecided (0), fail (-1); cells are annotated with the score."""
+    """One row per (setting, criterion or negative control); colour: pass (+1), undecided (0), fail (-1); each
+    cell is annotated with the score and its threshold."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -120,42 +120,37 @@ def scoreboard_heatmap(summaries: list[dict[str, Any]], out_dir: Path) -> Path |
 
     from comparisons.aggregate import OPS
 
-    labels, cols, cells = [], [], {}
+    labels, states, annots = [], [], []
     for s in summaries:
-        row = f"{s.get('phenomenon')}: {s.get('name')}"
-        labels.append(row)
+        setting = str(s.get("name"))
         iv = s.get("score_intervals", {})
         for k, (op, thr) in s.get("criteria", {}).items():
             v = s.get("scores", {}).get(k, math.nan)
             lo, hi = iv.get(k, [v, v])
             ok = [OPS[op](x, thr) if x is not None and math.isfinite(x) else None for x in (lo, hi)]
-            cells[(row, k)] = (1 if all(ok) else -1 if ok == [False, False] else 0, v)
-            cols.append(k) if k not in cols else None
+            labels.append(f"{setting}: {k}")
+            states.append(1 if all(ok) else -1 if ok == [False, False] else 0)
+            annots.append(f"{_num(v)}  (needs {op} {_num(thr)})")
         for k, c in s.get("negative_controls", {}).items():
-            name = f"control:{k}"
-            cells[(row, name)] = (1 if c.get("rejected") else -1, c.get("score", math.nan))
-            cols.append(name) if name not in cols else None
-    if not cells:
+            labels.append(f"{setting}: control {k}")
+            states.append(1 if c.get("rejected") else -1)
+            annots.append(("rejected" if c.get("rejected") else "NOT rejected") + f"  (score {_num(c.get('score'))})")
+    if not labels:
         return None
-    z = np.full((len(labels), len(cols)), np.nan)
-    annot = np.full(z.shape, "", dtype=object)
-    for (r, c), (state, v) in cells.items():
-        i, j = labels.index(r), cols.index(c)
-        z[i, j] = state
-        annot[i, j] = _num(v)
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(cols) + 3), 0.6 * len(labels) + 2.2))
+    z = np.asarray(states, dtype=float)[:, None]
+    fig, ax = plt.subplots(figsize=(8.5, 0.32 * len(labels) + 1.2))
     sns.heatmap(z, ax=ax, cmap=sns.color_palette(["#d55e00", "#f0e442", "#009e73"], as_cmap=True), vmin=-1, vmax=1,
-                annot=annot, fmt="", cbar=False, linewidths=0.5, xticklabels=cols, yticklabels=labels)
-    ax.set_title("lintwin scoreboard: green = criterion met / control rejected, orange = not, yellow = undecided")
-    ax.tick_params(axis="x", rotation=40)
-    for t in ax.get_xticklabels():
-        t.set_horizontalalignment("right")
+                annot=np.asarray(annots, dtype=object)[:, None], fmt="", cbar=False, linewidths=0.5,
+                xticklabels=False, yticklabels=labels, annot_kws={"fontsize": 8})
+    ax.set_title("green: criterion met / control rejected; orange: not; yellow: undecided", fontsize=9)
+    ax.tick_params(axis="y", labelsize=8)
     fig.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "scoreboard.png", out_dir / "scoreboard.pdf"]
     for p in paths:
-        fig.savefig(p.with_name(p.name + ".tmp"), format=p.suffix[1:], dpi=130)
-        p.with_name(p.name + ".tmp").replace(p)
+        tmp = p.with_name(p.name + ".tmp")
+        fig.savefig(tmp, format=p.suffix[1:], dpi=130)
+        tmp.replace(p)
     plt.close(fig)
     return paths[0]
 

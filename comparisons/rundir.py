@@ -125,10 +125,7 @@ def load_run(path: str | Path) -> Run:
 
 def find_runs(path: str | Path) -> list[Path]:
     """All run dirs (folders holding summary.json) at or below ``path``, sorted."""
-    path = Path(path)
-    if (path / "summary.json").exists():
-        return [path]
-    return sorted(p.parent for p in path.rglob("summary.json"))
+    return sorted(p.parent for p in Path(path).rglob("summary.json"))
 
 
 def _jsonable(obj: Any) -> Any:
