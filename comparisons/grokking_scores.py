@@ -16,7 +16,9 @@ Per member, from the saved curves: t_fit, t_gen, the delay t_gen - t_fit, censor
 
 Verdict (``criteria``, thresholds in conf/phenomenon/grokking.yaml): ``a_accuracy >= accuracy_min`` when at
 least ``min_classified`` runs are classified; ``b_*_sign_ok >= 1`` and ``b_*_r2 >= r2_min`` (for the
-``law_observable``) when that axis has a law group (:func:`scaling`). *agree* when every criterion holds and
+``law_observable``) when that axis has a law group (:func:`scaling`), plus ``b_*_slope_log_error <=
+ln(slope_factor)`` (predicted slope within a factor 3 of the observed) where the delay law applies (decoupled
+weight decay): sign and R^2 alone would pass any monotone trend. *agree* when every criterion holds and
 every negative control is rejected, *disagree* when a criterion fails, else *inconclusive* (no criterion, or a
 control not rejected).
 
@@ -35,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from comparisons.aggregate import OPS  # the operators seed aggregation re-derives the verdict with
 from comparisons.config import ConfigError
 from comparisons.grokking_metrics import Timing, confusion, grok_timing, grouped_fit, observed_delayed
 from comparisons.phenomenon import Outcome, Prediction
@@ -61,6 +64,7 @@ DEFAULTS: dict[str, Any] = {
     "replicate_keys": ["seed"],  # pooled as replicates in (b)
     "accuracy_min": 0.75,  # verdict: (a)
     "r2_min": 0.5,  # verdict: (b)
+    "slope_factor": 3.0,  # verdict: (b) predicted slope within a factor 3 of the observed (delay law only)
     "min_classified": 2,  # (a) enters the verdict only with at least this many classified runs
     "point_scores_max": 12,  # per-member timing scores only for sweeps up to this many points
     "band_factor": 2.0,  # figure: predicted band for c in [c/f, c f]
@@ -169,7 +173,8 @@ def scaling(
     has the predicted sign.
 
     Returns:
-        ``{"n", "groups", "r2", "slope", "slope_pred", "slope_ratio", "sign_ok"}`` (plus ``c_implied`` on the
+        ``{"n", "groups", "r2", "slope", "slope_pred", "slope_ratio", "slope_log_error", "sign_ok", "law"}`` (plus
+        ``c_implied`` on the
         1/(lr wd) axis: the c for which the law's slope ln(Sigma_0/(c S))/2 equals the observed one), or None
         without a law group.
     """
@@ -178,14 +183,15 @@ def scaling(
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in use:
         groups.setdefault(repr(sorted((k, str(v)) for k, v in r["values"].items() if k not in own)), []).append(r)
-    fits = []
+    fits, uses_law = [], []
     for g in groups.values():
         x = [r[axis] for r in g]
         if len(g) < 3 or len(set(x)) < 2:
             continue
         obs = grouped_fit(x, [getattr(r["timing"], observable) for r in g], ["g"] * len(g))
         pred_d = [r["predicted_delay"] for r in g]
-        if all(p is not None and math.isfinite(p) for p in pred_d):
+        law = all(p is not None and math.isfinite(p) for p in pred_d)
+        if law:
             ps = grouped_fit(x, pred_d, ["g"] * len(g))["slope"]
         elif axis == "log_init":
             ps = grouped_fit(x, [math.log(r["ratio"]) for r in g], ["g"] * len(g))["slope"]
@@ -193,6 +199,7 @@ def scaling(
             continue
         if ps != 0 and math.isfinite(ps):
             fits.append((len(g), obs, ps, float(np.mean([math.log(r["ratio"]) for r in g]))))
+            uses_law.append(law)
     if not fits:
         return None
     w = np.array([n for n, _, _, _ in fits], dtype=np.float64)
@@ -206,6 +213,9 @@ def scaling(
         "slope_ratio": _safe_div(mean([p for _, _, p, _ in fits]), mean([o["slope"] for _, o, _, _ in fits])),
         "sign_ok": float(all(np.sign(p) == np.sign(o["slope"]) for _, o, p, _ in fits)),
     }
+    ratio = out["slope_ratio"]
+    out["slope_log_error"] = abs(math.log(ratio)) if ratio > 0 else math.inf  # |ln(pred/obs)|: 0 = exact
+    out["law"] = float(all(uses_law))  # 1: predicted slopes from the delay law; 0: only the sign of ln(ratio)
     if axis == "inv_lrwd":  # slope = ln(Sigma_0/(c S))/2  =>  ln c = ln(ratio) - 2 slope: the intercept the data imply
         out["c_implied"] = math.exp(mean([log_ratio - 2.0 * o["slope"] for _, o, _, log_ratio in fits]))
     return out
@@ -229,6 +239,8 @@ def judge(rows: list[dict[str, Any]], kn: dict[str, Any]) -> tuple[dict[str, flo
             if obs == kn["law_observable"]:
                 criteria[f"{name}_sign_ok"] = (">=", 1.0)
                 criteria[f"{name}_r2"] = (">=", float(kn["r2_min"]))
+                if fit["law"]:  # a magnitude only where the delay law (decoupled wd) made the predicted slope
+                    criteria[f"{name}_slope_log_error"] = ("<=", math.log(float(kn["slope_factor"])))
     return scores, criteria
 
 
@@ -266,9 +278,11 @@ def score(curves: pd.DataFrame, prediction: Prediction, cfg: Any) -> Outcome:
         verdict = "agree"
     notes = [_note(r, kn) for r in rows]
     if twin and not any(not r["timing"].censored for r in twin):
+        test = curves[curves["member"].isin([r["name"] for r in twin]) & (curves["metric"] == "test_acc")]["value"]
         notes.append(
-            f"finding: no linear twin generalised ({sum(r['timing'].t_fit is not None for r in twin)}/"
-            f"{len(twin)} fit the training set): a layerwise linear net cannot represent this task's rule"
+            f"finding: no linear twin reached test accuracy {kn['gen_threshold']} (best {test.max():.3f}; "
+            f"{sum(r['timing'].t_fit is not None for r in twin)}/{len(twin)} fit the training set): the layerwise "
+            "linear model does not reach this generalisation"
         )
     for name, g in curves[curves["metric"] == "diverged"].groupby("member"):  # the train override hides them from run
         notes.append(f"{name} diverged (NaN/inf) at step {g['value'].min():g}; its curves end there")
@@ -285,7 +299,9 @@ def _safe_div(num: float, den: float) -> float:
 
 
 def _passes(scores: dict[str, float], criteria: dict[str, tuple[str, float]]) -> dict[str, bool]:
-    return {k: bool(math.isfinite(scores.get(k, math.nan)) and scores[k] >= thr) for k, (_, thr) in criteria.items()}
+    return {
+        k: bool(math.isfinite(scores.get(k, math.nan)) and OPS[op](scores[k], thr)) for k, (op, thr) in criteria.items()
+    }
 
 
 def _controls(rows, curves, prediction, kn, passes, criteria) -> dict[str, dict[str, Any]]:

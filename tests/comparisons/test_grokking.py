@@ -226,6 +226,16 @@ def test_scores_of_a_constructed_sweep_that_follows_the_law() -> None:
     assert out.negative_controls["reversed_ratio"]["score"] < 0.5
 
 
+def test_a_law_five_times_too_slow_disagrees_on_the_slope() -> None:
+    curves, pred = sweep("law")
+    for p in pred.numbers["members"].values():  # the theory now predicts 1/5 of the true delays
+        p["predicted_delay"] /= 5.0
+    out = score(curves, pred, CFG)
+    assert out.scores["b_lrwd_delay_slope_ratio"] == pytest.approx(0.2, rel=0.01)
+    assert out.criteria["b_lrwd_delay_slope_log_error"] == ("<=", pytest.approx(math.log(3.0)))
+    assert out.scores["b_lrwd_delay_sign_ok"] == 1.0 and out.verdict == "disagree"  # the sign alone would pass
+
+
 def test_a_sweep_without_delays_disagrees() -> None:
     curves, pred = sweep("flat")  # every run generalises 100 steps after fitting, whatever the ratio
     out = score(curves, pred, CFG)
