@@ -196,6 +196,27 @@ def _train_step(members: list[Member], cfg: RunCfg, gen: torch.Generator, order:
     A member whose loss is NaN/inf stops here, before the update, with a ``diverged`` row at ``step``.
     """
     alive = [m for m in members if m.diverged_at is None]
+    batches = draw_batches(members, cfg, gen, order)
+    for m in alive:
+        x, y, labels = batches[id(m.task)]
+        m.optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(cfg.train.loss, m.model(x), y, labels)
+        if not bool(torch.isfinite(loss)):  # one host sync per step; keeps NaN/inf out of the weights
+            m.diverged_at = step
+            log.warning("member %s diverged (loss %s) at step %d; it stops, the others go on", m.name,
+                        float(loss.detach()), step)
+            t = time_factor(cfg.train.loss, m.task.meta["out_dim"]) * m.optim.lr * step
+            rows.append({"member": m.name, "step": step, "time": t, "metric": "diverged", "value": float(step)})
+            continue
+        loss.backward()
+        m.optimizer.step()
+        if m.scheduler is not None:
+            m.scheduler.step()
+
+
+def draw_batches(members: list[Member], cfg: RunCfg, gen: torch.Generator, order: dict[int, list]) -> dict:
+    """This step's batch of every member's task, shared by the loop and the vectorised trainer (same stream, same
+    order): one permutation per training-set size (``order[n] = [perm, cursor]``), one online draw per task."""
     bs = cfg.train.batch_size
     batches: dict[int, tuple] = {}
     idx_by_n: dict[int, torch.Tensor] = {}
@@ -219,21 +240,7 @@ def _train_step(members: list[Member], cfg: RunCfg, gen: torch.Generator, order:
         idx = idx_by_n[n].to(task.x_train.device)
         labels = None if task.labels_train is None else task.labels_train[idx]
         batches[id(task)] = (task.x_train[idx], task.y_train[idx], labels)
-    for m in alive:
-        x, y, labels = batches[id(m.task)]
-        m.optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(cfg.train.loss, m.model(x), y, labels)
-        if not bool(torch.isfinite(loss)):  # one host sync per step; keeps NaN/inf out of the weights
-            m.diverged_at = step
-            log.warning("member %s diverged (loss %s) at step %d; it stops, the others go on", m.name,
-                        float(loss.detach()), step)
-            t = time_factor(cfg.train.loss, m.task.meta["out_dim"]) * m.optim.lr * step
-            rows.append({"member": m.name, "step": step, "time": t, "metric": "diverged", "value": float(step)})
-            continue
-        loss.backward()
-        m.optimizer.step()
-        if m.scheduler is not None:
-            m.scheduler.step()
+    return batches
 
 
 def _eval_all(members, step, ctx, observe, rows) -> str:

@@ -42,7 +42,17 @@ import torch
 from comparisons.batched import BatchedOptimizer, FuncStack, MLPStack, batched_loss, func_key, mlp_key
 from comparisons.config import RunCfg
 from comparisons.rundir import load_checkpoint, save_checkpoint
-from comparisons.train import Context, Member, _progress, _restore, _snapshot, eval_steps, make_optimizer, time_factor
+from comparisons.train import (
+    Context,
+    Member,
+    _progress,
+    _restore,
+    _snapshot,
+    draw_batches,
+    eval_steps,
+    make_optimizer,
+    time_factor,
+)
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +145,7 @@ def train_vectorized(
             save_checkpoint(
                 checkpoint, _snapshot(step, _sync(members, where, step, cfg, rows), members, gen, order, ctx.streams)
             )
-        batches = _draw_batches(members, cfg, gen, order)
+        batches = draw_batches(members, cfg, gen, order)
         for g in groups:
             g.train_step(batches, step, cfg.train.loss)
         if bar is not None:
@@ -299,34 +309,6 @@ def _sync(
                 m.scheduler.last_epoch = step
                 m.scheduler._last_lr = [grp["lr"] for grp in m.optimizer.param_groups]
     return rows
-
-
-def _draw_batches(members: list[Member], cfg: RunCfg, gen: torch.Generator, order: dict[int, list]) -> dict:
-    """This step's batch of every task, drawn exactly as ``train._train_step`` draws it (same stream, same order)."""
-    bs = cfg.train.batch_size
-    batches: dict[int, tuple] = {}
-    idx_by_n: dict[int, torch.Tensor] = {}
-    for m in members:
-        task = m.task
-        if id(task) in batches:
-            continue
-        if task.online:
-            batches[id(task)] = task.sample(bs or 1024, gen)
-            continue
-        n = len(task.x_train)
-        if bs is None or bs >= n:
-            batches[id(task)] = (task.x_train, task.y_train, task.labels_train)
-            continue
-        if n not in idx_by_n:
-            perm, cursor = order.get(n, (None, n))
-            if perm is None or cursor + bs > n:  # a new epoch
-                perm, cursor = torch.randperm(n, generator=gen), 0
-            idx_by_n[n] = perm[cursor : cursor + bs]
-            order[n] = [perm, cursor + bs]
-        idx = idx_by_n[n].to(task.x_train.device)
-        labels = None if task.labels_train is None else task.labels_train[idx]
-        batches[id(task)] = (task.x_train[idx], task.y_train[idx], labels)
-    return batches
 
 
 def _same(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
