@@ -154,17 +154,8 @@ def train_members(
     cfg = ctx.cfg
     steps = cfg.train.steps
     grid = eval_steps(steps, cfg.train.eval_points, cfg.train.eval_grid)
-    for m in members:
-        m.optim = m.optim or cfg.optim
-        m.optimizer, m.scheduler = make_optimizer(m.model, m.optim, steps)
     gen = ctx.streams["data"]
-    rows: list[dict[str, Any]] = []
-    start, order = 0, {}
-    if checkpoint is not None and checkpoint.exists() and cfg.resume:
-        start, rows, order = _restore(load_checkpoint(checkpoint), members, gen, ctx.streams, checkpoint)
-        log.info("resumed from %s at step %d", checkpoint, start)
-    elif checkpoint is not None and checkpoint.exists():
-        checkpoint.unlink()
+    start, rows, order = start_training(members, ctx, checkpoint)
     bar = _progress(cfg, steps, start)
     for step in range(start, steps + 1):
         if step in grid and not (rows and step == start):  # a resumed run has already evaluated its first step
@@ -184,6 +175,28 @@ def train_members(
     if checkpoint is not None:
         save_checkpoint(checkpoint, _snapshot(steps, rows, members, gen, order, ctx.streams))
     return rows
+
+
+def start_training(members: list[Member], ctx: Context, checkpoint: Path | None) -> tuple[int, list, dict]:
+    """Create every member's optimizer, then resume from ``checkpoint`` (when ``cfg.resume``) or delete it.
+
+    Shared by the loop and the vectorised trainer, whose checkpoints have one format.
+
+    Returns:
+        (first step, the curve rows so far, the minibatch order state).
+    """
+    cfg = ctx.cfg
+    for m in members:
+        m.optim = m.optim or cfg.optim
+        m.optimizer, m.scheduler = make_optimizer(m.model, m.optim, cfg.train.steps)
+    if checkpoint is not None and checkpoint.exists() and cfg.resume:
+        start, rows, order = _restore(load_checkpoint(checkpoint), members, ctx.streams["data"], ctx.streams,
+                                      checkpoint)
+        log.info("resumed from %s at step %d", checkpoint, start)
+        return start, rows, order
+    if checkpoint is not None and checkpoint.exists():
+        checkpoint.unlink()
+    return 0, [], {}
 
 
 def _train_step(members: list[Member], cfg: RunCfg, gen: torch.Generator, order: dict[int, list], step: int,

@@ -41,16 +41,15 @@ import torch
 
 from comparisons.batched import BatchedOptimizer, FuncStack, MLPStack, batched_loss, func_key, mlp_key
 from comparisons.config import RunCfg
-from comparisons.rundir import load_checkpoint, save_checkpoint
+from comparisons.rundir import save_checkpoint
 from comparisons.train import (
     Context,
     Member,
     _progress,
-    _restore,
     _snapshot,
     draw_batches,
     eval_steps,
-    make_optimizer,
+    start_training,
     time_factor,
 )
 
@@ -113,17 +112,8 @@ def train_vectorized(
     cfg = ctx.cfg
     steps = cfg.train.steps
     grid = set(eval_steps(steps, cfg.train.eval_points, cfg.train.eval_grid))
-    for m in members:
-        m.optim = m.optim or cfg.optim
-        m.optimizer, m.scheduler = make_optimizer(m.model, m.optim, steps)
     gen = ctx.streams["data"]
-    rows: list[dict[str, Any]] = []
-    start, order = 0, {}
-    if checkpoint is not None and checkpoint.exists() and cfg.resume:
-        start, rows, order = _restore(load_checkpoint(checkpoint), members, gen, ctx.streams, checkpoint)
-        log.info("resumed from %s at step %d", checkpoint, start)
-    elif checkpoint is not None and checkpoint.exists():
-        checkpoint.unlink()
+    start, rows, order = start_training(members, ctx, checkpoint)
     groups = [_Group([members[i] for i in idx], cfg, steps) for idx in plan(members, cfg)[0]]
     where = {id(m): (g, k) for g in groups for k, m in enumerate(g.members)}
     log.info(
