@@ -3,7 +3,7 @@
 Run: ``python -m benchmarks.grok [--repeats 5] [--baseline-runs 1]`` (all cores).
 
 - lintwin: ``experiment=grokking_fast`` (conf/experiment/grokking_fast.yaml), run in-process through
-  ``comparisons.run.run`` into a temporary folder, ``repeats`` times after one warm-up run. Its summary.json holds
+  ``comparisons.engine.run.run`` into a temporary folder, ``repeats`` times after one warm-up run. Its summary.json holds
   ``real/t_gen`` (the first eval step with test accuracy >= ``phenomenon.gen_threshold`` = 0.99, on all held-out
   pairs) and ``real/t_gen_s`` (seconds since the run's prediction at init, i.e. the training clock, evals
   included); both are read back from there.
@@ -40,7 +40,7 @@ P, TRAIN_FRACTION, TARGET = 97, 0.5, 0.99
 def run_lintwin(repeats: int = 5) -> dict:
     """``experiment=grokking_fast`` ``repeats`` times (after one warm-up) in-process; numbers from summary.json."""
     from benchmarks.sweep import compose
-    from comparisons.run import run
+    from comparisons.engine.run import run
 
     root = Path(tempfile.mkdtemp(prefix="lintwin-grok-"))
     steps, secs, totals = [], [], []

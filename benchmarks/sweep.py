@@ -2,8 +2,8 @@
 
 Run: ``python -m benchmarks.sweep [--repeats 5] [--skip-fig6a]`` (all cores).
 
-Both sides run lintwin's own trainer, ``comparisons.train.train_members``, on members built by the runner from a
-composed config (``comparisons.run.build_members``), twin off, two eval steps, no observe: the only difference is
+Both sides run lintwin's own trainer, ``comparisons.engine.loop.train_members``, on members built by the runner from a
+composed config (``comparisons.engine.sweep.build_members``), twin off, two eval steps, no observe: the only difference is
 ``sweep.vectorize`` (true: comparisons/vectorized.py; false: the loop). Every repeat starts from the same initial
 weights. Cases:
 
@@ -77,7 +77,7 @@ def compose(overrides: list[str]):
     from hydra.core.global_hydra import GlobalHydra
 
     from comparisons import cli
-    from comparisons.config import validate
+    from comparisons.engine.config import validate
 
     if hasattr(cli, "replace_grid_overrides"):  # sweep.grid={...} means "this grid instead", as on the CLI
         overrides = cli.replace_grid_overrides(overrides)
@@ -94,7 +94,8 @@ def mlp_flops(model: torch.nn.Module, batch: int) -> float:
 
 def run_case(overrides: list[str], steps: int, repeats: int) -> dict:
     """Time ``train_members`` vectorised and looped on the same members (fresh copies per repeat)."""
-    from comparisons.train import Context, Member, streams, train_members
+    from comparisons.engine.loop import train_members
+    from comparisons.engine.members import Context, Member, streams
 
     common = [
         *overrides,
@@ -116,7 +117,7 @@ def run_case(overrides: list[str], steps: int, repeats: int) -> dict:
             "train.loss=mse",
         ]
     cfgs = {v: compose([*common, f"sweep.vectorize={v}"]) for v in ("true", "false")}
-    from comparisons.run import build_members
+    from comparisons.engine.sweep import build_members
 
     ctx0 = Context(
         cfg=cfgs["true"], device=torch.device("cpu"), dtype=torch.float32, run_dir=Path("."), streams=streams(0)

@@ -2,7 +2,7 @@
 
 Run: ``OMP_NUM_THREADS=1 python -m benchmarks.sweep_fig6a [--repeats 5] [--loop-members 80] [--full-loop]``.
 
-Both sides run the same code, the experiment's batched GD ``comparisons.lazy_rich_fig6.gd_two_layer`` (float64 torch
+Both sides run the same code, the experiment's batched GD ``comparisons.lazy_rich.fig6.gd_two_layer`` (float64 torch
 on the CPU) followed by the Gram-based KD (SCIENCE.md 3.3), on the grid of ``conf/experiment/lazy_rich_fig6a.yaml``
 (SCIENCE.md 5.2): vectorised, the whole (40, 40) grid is one call with a (40, 40) batch shape; looped, one call per
 member. For reference, the numpy batched GD of ``linear_models.two_layer.simulate_two_layer`` is timed too.
@@ -22,7 +22,7 @@ import time
 import numpy as np
 import torch
 
-from comparisons.lazy_rich_fig6 import gd_two_layer
+from comparisons.lazy_rich.fig6 import gd_two_layer
 from linear_models import two_layer
 from linear_models.deep_linear import whiten
 

@@ -1,4 +1,4 @@
-"""The ``lintwin`` command: a Hydra main that calls :func:`comparisons.run.run`, plus ``report`` and ``status``.
+"""The ``lintwin`` command: a Hydra main that calls :func:`comparisons.engine.run.run`, plus ``report`` and ``status``.
 
 Usage::
 
@@ -24,9 +24,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from comparisons.config import ConfigError, validate
+from comparisons.engine.config import CONF_DIR, ConfigError, _compose, validate
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 log = logging.getLogger("lintwin")
 
 
@@ -46,16 +45,17 @@ def main(cfg: DictConfig) -> None:
             rcfg.name = hc.runtime.choices.get("experiment") or rcfg.phenomenon["name"]
         if multirun and rcfg.logger.group is None:
             rcfg.logger.group = f"{rcfg.name}-{Path(hc.sweep.dir).name}"
-        from comparisons.report import print_summary
-        from comparisons.run import run
-        from comparisons.status import record_done, record_start
+        from comparisons.engine.report import print_summary
+        from comparisons.engine.run import run
+        from comparisons.engine.status import record_done, record_start
+        from comparisons.suite import run_suite
 
         record_start(rcfg)  # status.json: running (lintwin status PATH, the sweep manifest)
-        summary = run(rcfg)
+        summary = run_suite(rcfg) if rcfg.phenomenon["name"] == "suite" else run(rcfg)
         record_done(rcfg, summary)
         print_summary(summary)
     except Exception as e:
-        from comparisons.status import record_failure
+        from comparisons.engine.status import record_failure
 
         line = _one_line(e)
         record_failure(cfg, line)  # single runs too, so `lintwin status runs/` lists every failed job
@@ -72,11 +72,11 @@ def entry() -> None:
     """Console-script entry point: subcommands, then a pre-flight compose so Hydra errors become one line."""
     argv = sys.argv[1:]
     if argv[:1] == ["report"]:
-        from comparisons.report import report_main
+        from comparisons.engine.report import report_main
 
         sys.exit(report_main(argv[1:]))
     if argv[:1] == ["status"]:
-        from comparisons.status import status_main
+        from comparisons.engine.status import status_main
 
         sys.exit(status_main(argv[1:]))
     if not argv:
@@ -91,7 +91,7 @@ def entry() -> None:
     argv = replace_grid_overrides(argv)
     if not multirun and not any(a.startswith("-") for a in argv):
         try:
-            from comparisons.status import check_groups, check_output_dirs
+            from comparisons.engine.preflight import check_groups, check_output_dirs
 
             check_groups(argv, CONF_DIR)  # hydra/launcher=<typo> too, which the compose below leaves out
             rcfg = validate(_compose([a for a in argv if not a.startswith("hydra")]))
@@ -102,7 +102,8 @@ def entry() -> None:
             print(f"lintwin: {_one_line(e)}", file=sys.stderr)
             sys.exit(2)
     if multirun:  # group typos would fail every job: one line, exit 2; per-job values fail that job alone
-        from comparisons.status import CALLBACK_OVERRIDE, check_sweep, sweep_exit_code
+        from comparisons.engine.preflight import check_sweep
+        from comparisons.engine.status import CALLBACK_OVERRIDE, sweep_exit_code
 
         try:
             if not any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):  # --cfg job etc.: as is
@@ -125,15 +126,10 @@ def replace_grid_overrides(argv: list[str]) -> list[str]:
     return [b for a in argv for b in (["~sweep.grid", "+" + a] if re.fullmatch(r"sweep\.grid=\{.*\}", a) else [a])]
 
 
-def _compose(overrides: list[str]) -> DictConfig:
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name="lintwin"):
-        return compose(config_name="config", overrides=overrides)
 
 
 def _is_bad_input(e: BaseException) -> bool:
-    from comparisons.rundir import RunDirError
+    from comparisons.engine.rundir import RunDirError
     from tasks import TaskError
 
     bad = (ConfigError, RunDirError, TaskError)

@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
-
-from comparisons import rundir
-from comparisons.config import RunCfg, to_container, validate
+from comparisons.engine import rundir
+from comparisons.engine.config import RunCfg, compose_experiment, to_container, validate
+from comparisons.engine.report import collect, write_report
+from comparisons.engine.run import run
+from comparisons.engine.rundir import git_commit, resolve_run_dir, versions
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +24,14 @@ IMAGE_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "
 
 
 def run_suite(cfg: RunCfg) -> dict[str, Any]:
-    """Run every experiment of ``cfg.phenomenon["experiments"]`` and write the suite's scoreboard and report."""
-    from comparisons.report import collect, write_report
-    from comparisons.run import git_commit, resolve_run_dir, run, versions
+    """Run every experiment of ``cfg.phenomenon["experiments"]`` and write the suite's scoreboard and report.
 
+    The suite never short-cuts on its own COMPLETE marker: every child is asked again, and a child whose run dir is
+    complete for the same config is reused without retraining (:func:`comparisons.engine.run.run`). So a second
+    ``make demo`` reprints the scoreboard in seconds, and a dataset added after a first run without it is picked up.
+    """
     suite_dir = resolve_run_dir(cfg)
-    if rundir.is_complete(suite_dir) and cfg.resume:
-        return rundir.load_run(suite_dir).summary
+    (suite_dir / rundir.COMPLETE).unlink(missing_ok=True)
     suite_dir.mkdir(parents=True, exist_ok=True)
     rundir.write_yaml(suite_dir / "config.yaml", to_container(cfg))
     t0 = time.time()
@@ -73,18 +75,6 @@ def run_suite(cfg: RunCfg) -> dict[str, Any]:
     return summary
 
 
-def compose_experiment(name: str, overrides: list[str]) -> DictConfig:
-    """Compose ``experiment=<name>`` plus overrides, inside or outside a running Hydra app."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from comparisons.cli import CONF_DIR
-
-    args = [f"experiment={name}", *overrides]
-    if GlobalHydra.instance().is_initialized():
-        return compose(config_name="config", overrides=args)
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name="lintwin"):
-        return compose(config_name="config", overrides=args)
 
 
 def _inherited(cfg: RunCfg, run_dir: Path) -> list[str]:

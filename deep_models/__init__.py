@@ -1,10 +1,12 @@
-"""deep_models: the model registry and the layerwise linear twin.
+"""deep_models: the model registry, the layerwise linear twin and the twin-to-real homotopy.
 
 Public API (contracts: deep_models):
 
 - ``create_model(name, *, input_shape, out_dim, generator=None, **kwargs) -> nn.Module``
 - ``register_model``, ``list_models``, ``model_kwargs``
 - ``linear_twin(model)``, ``is_layerwise_linear(model)``, ``nonlinear_modules(model)``
+- ``with_nonlinearity(model, strength)``: the twin-to-real homotopy (0 = ``linear_twin``, 1 = the real net;
+  deep_models/homotopy.py, docs/theory.md)
 
 Every model has ``forward(x) -> (N, out_dim)``, ``forward_features(x) -> (N, num_features)``
 (the input of the last Linear), ``get_classifier() -> nn.Linear`` and the attributes
@@ -16,6 +18,7 @@ from deep_models import mlp as _mlp  # noqa: F401  (registers "mlp")
 from deep_models import resnet as _resnet  # noqa: F401  (registers "resnet18_cifar", "resnet_small")
 from deep_models import transformer as _transformer  # noqa: F401  (registers "transformer")
 from deep_models._registry import create_model, list_models, model_kwargs, register_model
+from deep_models.homotopy import with_nonlinearity
 from deep_models.twin import is_layerwise_linear, linear_twin, nonlinear_modules
 
 __all__ = [
@@ -26,4 +29,5 @@ __all__ = [
     "model_kwargs",
     "nonlinear_modules",
     "register_model",
+    "with_nonlinearity",
 ]

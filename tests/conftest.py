@@ -20,9 +20,8 @@ def compose_cfg(overrides: list[str]):
     """Compose conf/config.yaml with overrides and validate it into a RunCfg."""
     from hydra import compose, initialize_config_dir
 
-    from comparisons.config import validate
-
     from comparisons.cli import replace_grid_overrides
+    from comparisons.engine.config import validate
 
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf"), job_name="test"):
         return validate(compose(config_name="config", overrides=replace_grid_overrides(overrides)))
@@ -97,9 +96,9 @@ def toy_phenomenon(monkeypatch: pytest.MonkeyPatch):
     """
     import pandas as pd
 
-    import comparisons.phenomenon
-    import comparisons.run
-    from comparisons.phenomenon import Outcome, Phenomenon, Prediction
+    import comparisons.engine.phenomenon
+    import comparisons.engine.run
+    from comparisons.engine.phenomenon import Outcome, Phenomenon, Prediction
 
     def observe(member, step):
         params = [p.detach().clone() for p in member.model.parameters()]
@@ -116,6 +115,6 @@ def toy_phenomenon(monkeypatch: pytest.MonkeyPatch):
         return Outcome(scores=scores, verdict="agree", criteria={k: ("<", 1e6) for k in scores})
 
     toy = Phenomenon("grokking", observe, predict, score, lambda run, out_dir: [])
-    monkeypatch.setattr(comparisons.run, "get_phenomenon", lambda name: toy)
-    monkeypatch.setattr(comparisons.phenomenon, "get_phenomenon", lambda name: toy)
+    monkeypatch.setattr(comparisons.engine.run, "get_phenomenon", lambda name: toy)
+    monkeypatch.setattr(comparisons.engine.phenomenon, "get_phenomenon", lambda name: toy)
     return toy

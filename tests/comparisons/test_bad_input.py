@@ -196,12 +196,12 @@ def _named(cfg):
 
 
 def _run_dir(tmp: Path) -> Path:
-    from comparisons.run import resolve_run_dir
+    from comparisons.engine.rundir import resolve_run_dir
 
     return resolve_run_dir(_named(compose_cfg([*BASE, f"paths.runs_root={tmp / 'runs'}"])))
 
 
 def _no_figures(monkeypatch) -> None:
-    from comparisons.phenomenon import get_phenomenon
+    from comparisons.engine.phenomenon import get_phenomenon
 
     monkeypatch.setattr(get_phenomenon("grokking"), "figures", lambda run, out_dir: [])

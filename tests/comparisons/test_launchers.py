@@ -12,7 +12,7 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
-from comparisons import rundir
+from comparisons.engine import rundir
 from tests.conftest import ROOT, compose_cfg
 
 PRESETS = {
@@ -64,7 +64,7 @@ def test_seed_lists_pack_several_runs_into_one_array_task() -> None:
 
 
 def test_submitit_local_runs_a_two_job_multirun(lintwin, monkeypatch, tmp_path: Path) -> None:
-    from comparisons.phenomenon import get_phenomenon
+    from comparisons.engine.phenomenon import get_phenomenon
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the job processes inherit the environment
     monkeypatch.setattr(get_phenomenon("grokking"), "figures", lambda run, out_dir: [])  # parent only: no effect

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from comparisons import rundir, status
-from comparisons.config import to_container
+from comparisons.engine import rundir, status
+from comparisons.engine.config import to_container
 from tests.conftest import compose_cfg
 
 COMMON = ["train.steps=40", "train.checkpoint_every=10", "train.eval_points=5", "task.p=7", "model.width=16"]
@@ -27,7 +27,7 @@ class Killed(BaseException):
 def test_relaunch_skips_done_resumes_interrupted_reruns_failed(
     lintwin, toy_phenomenon, monkeypatch, tmp_path: Path
 ) -> None:
-    import comparisons.train
+    import comparisons.engine.loop
 
     done_dir, flaky_dir, killed_dir = (_run_dir(tmp_path, lr) for lr in (0.01, 0.03, 0.02))
     with monkeypatch.context() as m:  # launch 1: lr=0.03 hits a transient error, lr=0.02 is killed mid-run
@@ -44,7 +44,7 @@ def test_relaunch_skips_done_resumes_interrupted_reruns_failed(
                 raise Killed
 
         m.setattr(toy_phenomenon, "score", flaky)
-        m.setattr(comparisons.train, "save_checkpoint", save)
+        m.setattr(comparisons.engine.loop, "save_checkpoint", save)
         with pytest.raises(Killed):
             lintwin("-m", JOBS, *COMMON, f"hydra.sweep.dir={tmp_path / 'sweep1'}")
     first = _states(tmp_path / "sweep1")
@@ -166,7 +166,7 @@ def _hash(tmp: Path, lr: float) -> str:
 
 
 def _run_dir(tmp: Path, lr: float) -> Path:
-    from comparisons.run import resolve_run_dir
+    from comparisons.engine.rundir import resolve_run_dir
 
     return resolve_run_dir(_cfg(tmp, lr))
 

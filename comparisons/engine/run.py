@@ -1,0 +1,205 @@
+"""``run(cfg)``: one run of one phenomenon, from a validated config to a complete run directory.
+
+Data flow (DESIGN.md "Data flow of one run"): build the task and the matched pair (real network + its layerwise
+linear twin, same initial weights) for every sweep point, ask the theory for its prediction at init, train all
+members on one data order, score, write the run dir, draw the figures, and mark the run complete last.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from comparisons.engine import rundir
+from comparisons.engine.config import ConfigError, RunCfg, to_container
+from comparisons.engine.loop import train_members
+from comparisons.engine.members import Context, Member, resolve_device, streams
+from comparisons.engine.phenomenon import Outcome, Prediction, get_phenomenon
+from comparisons.engine.rundir import git_commit, resolve_run_dir, versions
+from comparisons.engine.sweep import build_members, point_label, sweep_points
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: RunCfg) -> dict[str, Any]:
+    """Run ``cfg`` to a complete run directory and return its summary.
+
+    A complete run dir for the same config is not retrained (its summary is returned); an interrupted one resumes
+    from its checkpoint when ``cfg.resume``. ``cfg.seeds`` runs one child run per seed and aggregates them.
+
+    Raises:
+        ConfigError: Bad input, found before any training starts.
+    """
+    if cfg.seeds:
+        return _run_seeds(cfg)
+    run_dir = resolve_run_dir(cfg)
+    if rundir.is_complete(run_dir) and cfg.resume:
+        summary = rundir.load_run(run_dir).summary
+        log.info("%s reused: complete since commit %s (resume=false retrains)", run_dir,
+                 str(summary.get("git_commit", "unknown"))[:12])
+        return summary
+    ctx = Context(cfg=cfg, device=resolve_device(cfg.device), dtype=getattr(torch, cfg.dtype), run_dir=run_dir,
+                  streams=streams(cfg.seed))
+    phen = get_phenomenon(cfg.phenomenon["name"])
+    members = [] if phen.train is not None else build_members(cfg, ctx)
+    _prepare_dir(run_dir, cfg)
+    t0 = time.time()
+    if phen.train is not None:
+        observed, prediction = phen.train(cfg, ctx)
+    else:
+        prediction = phen.predict(cfg, members)
+        rows = train_members(members, ctx, phen.observe, checkpoint=run_dir / "checkpoint.pt")
+        observed = pd.DataFrame(rows, columns=rundir.CURVE_COLUMNS)
+    curves = pd.concat([observed, prediction.curves], ignore_index=True)[rundir.CURVE_COLUMNS]
+    outcome, omitted = score_with_divergence(phen, curves, prediction, cfg, members)
+    summary = _summary(cfg, outcome, prediction, members, time.time() - t0)
+    summary["omitted_scores"] = omitted
+    return finish_run(run_dir, cfg, curves, summary)
+
+
+def score_with_divergence(phen, curves: pd.DataFrame, prediction: Prediction, cfg: RunCfg,
+                          members: list[Member]) -> tuple[Outcome, dict[str, str]]:
+    """``phen.score``, minus the scores a diverged member makes meaningless, each with its reason.
+
+    A score belongs to the members its name mentions ("real", "twin", a sweep point's label); a score that names
+    neither voice compares against the real net, so it goes with the real one. A score that names no point label
+    belongs to every point. Non-finite scores are omitted too. When a criterion loses its score the verdict is
+    re-derived from the remaining criteria: disagree if one fails, else inconclusive (DESIGN.md "Failure model").
+
+    Returns:
+        The outcome with those scores removed, and ``{score: reason}`` for every omitted score.
+    """
+    diverged = [m for m in members if m.diverged_at is not None]
+    try:
+        outcome = phen.score(curves, prediction, cfg)
+    except Exception as e:
+        if not diverged:
+            raise
+        why = "; ".join(f"{m.name} diverged at step {m.diverged_at}" for m in diverged)
+        return Outcome(scores={}, verdict="inconclusive", notes=[f"no scores: scoring failed after divergence "
+                                                                 f"({type(e).__name__}); {why}"]), {"*": why}
+    labels = {m.name.partition(":")[2] for m in members} - {""}
+    omitted: dict[str, str] = {}
+    for name, value in outcome.scores.items():
+        for m in diverged:
+            role, _, label = m.name.partition(":")
+            same_point = not label or label in name or not any(lb in name for lb in labels)
+            voiced = role in name or (role == "real" and "twin" not in name)
+            if same_point and voiced:
+                omitted[name] = f"{m.name} diverged at step {m.diverged_at} (NaN/inf loss or weights)"
+                break
+        else:
+            if not _finite(value):
+                omitted[name] = f"not finite ({value})"
+    if not omitted:
+        return outcome, omitted
+    outcome.scores = {k: v for k, v in outcome.scores.items() if k not in omitted}
+    if not outcome.scores or any(k in omitted for k in outcome.criteria):
+        from comparisons.engine.aggregate import OPS
+
+        fails = any(k in outcome.scores and not OPS[op](outcome.scores[k], thr)
+                    for k, (op, thr) in outcome.criteria.items())
+        outcome.verdict = "disagree" if fails else "inconclusive"
+    return outcome, omitted
+
+
+def finish_run(run_dir: Path, cfg: RunCfg, curves: pd.DataFrame, summary: dict[str, Any]) -> dict[str, Any]:
+    """Write curves, summary and figures, mirror to the tracker, then mark the run COMPLETE (last)."""
+    from comparisons.engine import tracking
+
+    rundir.write_curves(run_dir / "curves.csv", curves)
+    rundir.write_json(run_dir / "summary.json", summary)
+    figures = get_phenomenon(cfg.phenomenon["name"]).figures(rundir.load_run(run_dir), run_dir / "figures")
+    tracking.log_run(cfg, run_dir, figures)
+    rundir.mark_complete(run_dir)
+    log.info("run complete: %s", run_dir)
+    return summary
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+def _summary(cfg: RunCfg, outcome: Outcome, prediction: Prediction, members: list[Member], wall: float) -> dict:
+    diverged = {m.name: m.diverged_at for m in members if m.diverged_at is not None}
+    return {
+        "phenomenon": cfg.phenomenon["name"],
+        "name": cfg.name or cfg.phenomenon["name"],
+        "status": "complete",
+        "scores": outcome.scores,
+        "verdict": outcome.verdict,
+        "criteria": {k: list(v) for k, v in outcome.criteria.items()},
+        "headline": outcome.headline,
+        "negative_controls": outcome.negative_controls,
+        "notes": outcome.notes + [f"{k} diverged at step {v}; its scores are omitted" for k, v in diverged.items()],
+        "prediction": prediction.numbers,
+        "diverged": diverged,
+        "points": {point_label(p): p for p in sweep_points(cfg)} if cfg.sweep.grid else {},
+        "seed": cfg.seed,
+        "seeds": [cfg.seed],
+        "git_commit": git_commit(),
+        "versions": versions(),
+        "wall_time_s": round(wall, 3),
+    }
+
+
+def _run_seeds(cfg: RunCfg) -> dict[str, Any]:
+    from comparisons.engine.aggregate import aggregate_runs
+
+    parent = resolve_run_dir(cfg)
+    child_dirs = []
+    for seed in cfg.seeds or []:
+        child = copy.deepcopy(cfg)
+        child.seeds, child.seed = None, seed
+        child.paths.run_dir = str(parent / f"seed_{seed}")
+        run(child)
+        child_dirs.append(Path(child.paths.run_dir))
+    summary = aggregate_runs(child_dirs, parent)
+    get_phenomenon(cfg.phenomenon["name"]).figures(rundir.load_run(parent), parent / "figures")  # seed bands
+    return summary
+
+
+def _prepare_dir(run_dir: Path, cfg: RunCfg) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / rundir.COMPLETE).unlink(missing_ok=True)  # resume=false over a finished run: not done until redone
+        rundir.write_yaml(run_dir / "config.yaml", to_container(cfg))
+    except OSError as e:
+        raise ConfigError(f"cannot write the run dir {run_dir} ({e.strerror}); set paths.runs_root to a writable "
+                          "folder") from None
+
+
+
+
+
+
+
+
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+

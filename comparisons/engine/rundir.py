@@ -1,0 +1,178 @@
+"""The run directory: the one contract between training and reporting (DESIGN.md "The run directory").
+
+Layout::
+
+    <run_dir>/config.yaml  curves.csv  summary.json  figures/  checkpoint.pt  COMPLETE
+
+Every file is written to ``<name>.tmp`` and then ``os.replace``-d into place, so a reader never sees half a file;
+``COMPLETE`` is written last. :func:`load_run` is the only reader; reporting, figures and W&B use nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import platform
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import yaml
+
+from comparisons.engine import rundir
+from comparisons.engine.config import RunCfg, to_container
+
+CURVE_COLUMNS = ["member", "step", "time", "metric", "value"]
+COMPLETE = "COMPLETE"
+
+
+class RunDirError(ValueError):
+    """A run dir that cannot be read or written: one line naming the file and the fix."""
+
+
+@dataclass
+class Run:
+    """A loaded run directory."""
+
+    path: Path
+    config: dict[str, Any]
+    curves: pd.DataFrame  # columns CURVE_COLUMNS
+    summary: dict[str, Any]
+
+    @property
+    def complete(self) -> bool:
+        return (self.path / COMPLETE).exists()
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """A short stable hash of a resolved config, minus output paths (the sweep key, DESIGN.md "Sweeps")."""
+    keyed = {k: v for k, v in config.items() if k not in ("paths", "logger", "resume", "debug")}
+    if isinstance(keyed.get("train"), dict):  # the progress bar changes no result: a relaunch without it must match
+        keyed["train"] = {k: v for k, v in keyed["train"].items() if k != "progress"}
+    blob = json.dumps(keyed, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_text(path: Path, text: str) -> None:
+    write_bytes(path, text.encode())
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=False, allow_nan=True) + "\n")
+
+
+def write_yaml(path: Path, obj: Any) -> None:
+    write_text(path, yaml.safe_dump(_jsonable(obj), sort_keys=False))
+
+
+def write_curves(path: Path, curves: pd.DataFrame) -> None:
+    write_text(path, curves[CURVE_COLUMNS].to_csv(index=False, float_format="%.10g"))
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Atomically save a checkpoint (``torch.save`` into memory, then one atomic write)."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint; a corrupt one is refused with a one-line :class:`RunDirError`, never silently restarted."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+        raise RunDirError(
+            f"checkpoint {path} is corrupt ({type(e).__name__}); delete it to restart that run, or set resume=false"
+        ) from None
+
+
+def mark_complete(run_dir: Path) -> None:
+    write_text(run_dir / COMPLETE, "")
+
+
+def is_complete(run_dir: Path) -> bool:
+    return (run_dir / COMPLETE).exists()
+
+
+def load_run(path: str | Path) -> Run:
+    """Read a run directory written by :func:`comparisons.engine.run.run`.
+
+    Raises:
+        RunDirError: The folder is not a run dir or a file is unreadable.
+    """
+    path = Path(path)
+    try:
+        config = yaml.safe_load((path / "config.yaml").read_text())
+        summary = json.loads((path / "summary.json").read_text())
+        curves = pd.read_csv(path / "curves.csv")
+    except FileNotFoundError as e:
+        raise RunDirError(f"{path} is not a finished lintwin run dir: {Path(e.filename).name} is missing") from None
+    except (json.JSONDecodeError, yaml.YAMLError, pd.errors.ParserError) as e:
+        raise RunDirError(f"{path}: unreadable run file ({type(e).__name__}); rerun that job") from None
+    return Run(path=path, config=config, curves=curves, summary=summary)
+
+
+def find_runs(path: str | Path) -> list[Path]:
+    """All run dirs (folders holding summary.json) at or below ``path``, sorted."""
+    return sorted(p.parent for p in Path(path).rglob("summary.json"))
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return obj
+
+
+def resolve_run_dir(cfg: RunCfg) -> Path:
+    """``paths.run_dir`` if set, else ``<runs_root>/<name>/<config hash>`` (so a rerun finds and resumes it)."""
+    if cfg.paths.run_dir:
+        return Path(cfg.paths.run_dir)
+    name = cfg.name or cfg.phenomenon["name"]
+    return Path(cfg.paths.runs_root) / name / rundir.config_hash(to_container(cfg))
+
+def versions() -> dict[str, str]:
+    import numpy
+    import torchvision
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "numpy": numpy.__version__, "lintwin": _lintwin_version()}
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True,
+                             timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+def _lintwin_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lintwin")
+    except PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,135 @@
+"""One end-to-end run with W&B offline, and the report rebuilt from the run dirs alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from comparisons.engine import rundir
+from comparisons.engine.phenomenon import Outcome, Phenomenon, Prediction
+from tests.conftest import compose_cfg
+
+
+def _observe(member, step):
+    return {"weight_norm": float(sum(float(p.detach().pow(2).sum()) for p in member.model.parameters()))}
+
+
+def _predict(cfg, members):
+    rows = [{"member": "theory", "step": s, "time": 0.0, "metric": "weight_norm", "value": 1.0} for s in (0, 10)]
+    return Prediction(curves=pd.DataFrame(rows), numbers={"predicted_norm": 1.0})
+
+
+def _score(curves, prediction, cfg):
+    final = curves[(curves.member == "real") & (curves.metric == "train_loss")].value.iloc[-1]
+    first = curves[(curves.member == "real") & (curves.metric == "train_loss")].value.iloc[0]
+    return Outcome(scores={"loss_ratio": float(final / first)}, verdict="agree" if final < first else "disagree",
+                   negative_controls={"shuffled": {"score": 1.0, "rejected": True, "note": ""}},
+                   criteria={"loss_ratio": ("<", 1.0)}, headline={"observed": f"ratio={final / first:.2f}"})
+
+
+def _figures(run, out_dir: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots()
+    c = run.curves[run.curves.metric == "train_loss"]
+    for m, g in c.groupby("member"):
+        ax.plot(g.step, g.value, label=m)
+    fig.savefig(out_dir / "loss.png")
+    plt.close(fig)
+    return [out_dir / "loss.png"]
+
+
+FAKE = Phenomenon("grokking", _observe, _predict, _score, _figures)
+
+
+@pytest.fixture
+def fake_phenomenon(monkeypatch):
+    import comparisons.engine.report
+    import comparisons.engine.run
+
+    monkeypatch.setattr(comparisons.engine.run, "get_phenomenon", lambda name: FAKE)
+    monkeypatch.setattr("comparisons.engine.phenomenon.get_phenomenon", lambda name: FAKE)
+    return FAKE
+
+
+def _cfg(tmp_path, *extra):
+    return compose_cfg(["train.steps=30", "train.eval_points=6", "task.p=7", "model.width=8",
+                        f"paths.runs_root={tmp_path / 'runs'}", "train.checkpoint_every=10", *extra])
+
+
+def test_end_to_end_run_with_wandb_offline(tmp_path, fake_phenomenon) -> None:
+    from comparisons.engine.run import run
+    from comparisons.engine.rundir import resolve_run_dir
+
+    cfg = _cfg(tmp_path, "logger=wandb", "logger.mode=offline")
+    summary = run(cfg)
+    d = resolve_run_dir(cfg)
+    for f in ("config.yaml", "curves.csv", "summary.json", "checkpoint.pt", "COMPLETE", "figures/loss.png"):
+        assert (d / f).exists(), f
+    s = json.loads((d / "summary.json").read_text())
+    for key in ("phenomenon", "scores", "verdict", "negative_controls", "seed", "git_commit", "versions",
+                "wall_time_s"):
+        assert key in s
+    assert s == summary and s["scores"]["loss_ratio"] < 1
+    curves = pd.read_csv(d / "curves.csv")
+    assert list(curves.columns) == rundir.CURVE_COLUMNS
+    assert {"real", "twin", "theory"} <= set(curves.member)
+    assert {"train_loss", "test_loss", "train_acc", "test_acc", "weight_norm"} <= set(curves.metric)
+    offline = list((d / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert offline, "W&B offline wrote no run file"
+
+
+def test_wandb_failure_warns_and_run_completes(tmp_path, fake_phenomenon, monkeypatch, caplog) -> None:
+    import wandb
+
+    from comparisons.engine.run import run
+    from comparisons.engine.rundir import resolve_run_dir
+
+    calls = []
+
+    def boom(*a, **k):
+        calls.append(k["mode"])
+        raise RuntimeError("no network")
+
+    monkeypatch.setattr(wandb, "init", boom)
+    cfg = _cfg(tmp_path, "logger=wandb", "logger.mode=online")
+    run(cfg)
+    assert rundir.is_complete(resolve_run_dir(cfg))
+    assert calls == ["online", "offline"]  # online failed, retried offline, then gave up with a warning
+    assert sum("W&B logging" in r.message for r in caplog.records) == 2
+
+
+def test_complete_run_is_not_retrained(tmp_path, fake_phenomenon) -> None:
+    from comparisons.engine.run import run
+    from comparisons.engine.rundir import resolve_run_dir
+
+    cfg = _cfg(tmp_path)
+    first = run(cfg)
+    mtime = (resolve_run_dir(cfg) / "curves.csv").stat().st_mtime_ns
+    assert run(cfg) == first
+    assert (resolve_run_dir(cfg) / "curves.csv").stat().st_mtime_ns == mtime
+
+
+def test_seeds_are_aggregated_and_report_renders(tmp_path, fake_phenomenon) -> None:
+    from comparisons.engine.report import report_main
+    from comparisons.engine.run import run
+    from comparisons.engine.rundir import resolve_run_dir
+
+    cfg = _cfg(tmp_path, "seeds=[0,1,2]")
+    summary = run(cfg)
+    assert summary["n"] == 3 and summary["seeds"] == [0, 1, 2]
+    lo, hi = summary["score_intervals"]["loss_ratio"]
+    assert lo <= summary["scores"]["loss_ratio"] <= hi
+    parent = resolve_run_dir(cfg)
+    assert report_main([str(parent)]) == 0
+    md = (parent / "report.md").read_text()
+    assert "| grokking |" in md and "n=3" in md and (parent / "report.html").exists()
+    assert (parent / "figures" / "scoreboard.png").exists()
+    assert "data:image/png;base64," in (parent / "report.html").read_text()
