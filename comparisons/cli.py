@@ -85,8 +85,10 @@ def entry() -> None:
     debug = any(re.fullmatch(r"\+?debug=(true|default|1)", a) for a in argv)
     # debug is a config group (conf/debug/), and Hydra refuses a bool as a group choice: true -> debug=default,
     # false -> the default (no debug preset)
-    argv = [("debug=default" if a.endswith(("true", "1")) else "") if re.fullmatch(r"\+?debug=(true|false|1|0)", a)
-            else a for a in argv]
+    argv = [
+        ("debug=default" if a.endswith(("true", "1")) else "") if re.fullmatch(r"\+?debug=(true|false|1|0)", a) else a
+        for a in argv
+    ]
     argv = [a for a in argv if a]
     argv = replace_grid_overrides(argv)
     if not multirun and not any(a.startswith("-") for a in argv):
@@ -126,8 +128,6 @@ def replace_grid_overrides(argv: list[str]) -> list[str]:
     return [b for a in argv for b in (["~sweep.grid", "+" + a] if re.fullmatch(r"sweep\.grid=\{.*\}", a) else [a])]
 
 
-
-
 def _is_bad_input(e: BaseException) -> bool:
     from comparisons.engine.rundir import RunDirError
     from tasks import TaskError
@@ -149,7 +149,9 @@ def _one_line(e: BaseException) -> str:
     m = re.search(r"Could not override '([\w.]+)'", msg) or re.search(r"Key '([\w.]+)' is not in struct", msg)
     if m:
         key = m.group(1)
-        return f"{key}: unknown config key; check the spelling (`lintwin --cfg job` lists every key) or add it with +{key}"
+        return (
+            f"{key}: unknown config key; check the spelling (`lintwin --cfg job` lists every key) or add it with +{key}"
+        )
     if not isinstance(e, (ConfigError, ValueError)) and not _is_bad_input(e):
         return f"{type(e).__name__}: {msg.splitlines()[0] if msg else ''} (rerun with debug=true for the traceback)"
     return msg.splitlines()[0] if msg else type(e).__name__

@@ -75,8 +75,6 @@ def run_suite(cfg: RunCfg) -> dict[str, Any]:
     return summary
 
 
-
-
 def _inherited(cfg: RunCfg, run_dir: Path) -> list[str]:
     """The suite's own settings that every child takes over."""
     out = [
@@ -91,8 +89,11 @@ def _inherited(cfg: RunCfg, run_dir: Path) -> list[str]:
     if cfg.seeds:
         out.append(f"seeds=[{','.join(str(s) for s in cfg.seeds)}]")
     if cfg.logger.name == "wandb":
-        out += [f"logger.mode={cfg.logger.mode}", f"logger.project={cfg.logger.project}",
-                f"logger.group={cfg.logger.group or 'suite'}"]
+        out += [
+            f"logger.mode={cfg.logger.mode}",
+            f"logger.project={cfg.logger.project}",
+            f"logger.group={cfg.logger.group or 'suite'}",
+        ]
     return out
 
 

@@ -62,8 +62,11 @@ def lintwin(
     from comparisons import cli
 
     def _run(*args: str, defaults: bool = True) -> subprocess.CompletedProcess:
-        extra = [f"paths.runs_root={tmp_path / 'runs'}", f"paths.hydra_root={tmp_path / 'outputs'}",
-                 "train.progress=off"] if defaults else []
+        extra = (
+            [f"paths.runs_root={tmp_path / 'runs'}", f"paths.hydra_root={tmp_path / 'outputs'}", "train.progress=off"]
+            if defaults
+            else []
+        )
         flags = [a for a in args if a in ("-m", "--multirun")]  # Hydra wants flags before the overrides
         argv = [*flags, *extra, *[a for a in args if a not in flags]]  # the test's own paths.* come last and win
         monkeypatch.setattr(sys, "argv", ["lintwin", *argv])

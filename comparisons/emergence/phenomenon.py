@@ -138,24 +138,6 @@ def train(cfg: RunCfg, ctx: Context) -> tuple[pd.DataFrame, Prediction]:
     return observed, calibrate(prediction, observed)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def _points(real: list[Member], variant: str) -> dict[str, float]:
     """Sweep label -> swept value (n_train or width) of every real member; ``{"": nan}`` without a sweep."""
     key = SWEPT.get(variant)

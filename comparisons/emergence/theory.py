@@ -61,6 +61,7 @@ def calibrate(prediction: Prediction, observed: pd.DataFrame, p: list[float] | N
         curves = _theory_final(nums, const)
     return Prediction(curves=curves, numbers=nums)
 
+
 def fit_tau_r0(steps: np.ndarray, r1: np.ndarray, nums: dict[str, Any], tau0: float) -> tuple[float, float]:
     """Diagnostic two-constant fit on skill 1: tau and R_0 together (least squares in log space from (tau0, R0)).
 
@@ -82,6 +83,7 @@ def fit_tau_r0(steps: np.ndarray, r1: np.ndarray, nums: dict[str, Any], tau0: fl
     res = optimize.least_squares(resid, x0=x0, bounds=([-np.inf, -60.0], [np.inf, hi]))
     return float(math.exp(res.x[0])), float(math.exp(res.x[1]))
 
+
 def theory_time_values(steps: np.ndarray, nums: dict[str, Any], tau: float) -> np.ndarray:
     """R_k/S of the multilinear model at the given steps with time constant tau, (T, n_s), float64 (SCIENCE.md 4.3)."""
     if not (math.isfinite(tau) and tau > 0):
@@ -89,6 +91,7 @@ def theory_time_values(steps: np.ndarray, nums: dict[str, Any], tau: float) -> n
     lr_eff = nums["time_factor"] * nums["lr"] / tau
     r = skills.skill_strength(np.asarray(steps, dtype=np.float64), nums["p"], nums["S"], nums["R0"], lr_eff)
     return np.atleast_2d(r) / nums["S"]
+
 
 def theory_time(steps: np.ndarray, nums: dict[str, Any], tau: float) -> pd.DataFrame:
     """Theory rows (member ``theory``) of ``skill_k`` = R_k/S and ``test_loss`` in the run's loss units.
@@ -108,6 +111,7 @@ def theory_time(steps: np.ndarray, nums: dict[str, Any], tau: float) -> pd.DataF
     rows += [("theory", int(st), float(tt), "test_loss", float(v)) for st, tt, v in zip(steps, time, loss, strict=True)]
     return pd.DataFrame(rows, columns=COLUMNS)
 
+
 def _final_strength(variant: str, x: np.ndarray, p: list[float], const: float) -> np.ndarray:
     """Calibrated final R_k/S, (len(x), n_s): the data curve with D_c = const, or the width curve with N_c = const."""
     if not (math.isfinite(const) and const > 0):
@@ -117,6 +121,7 @@ def _final_strength(variant: str, x: np.ndarray, p: list[float], const: float) -
     by_rank = np.atleast_2d(skills.parameter_strength_calibrated(x, len(p), N_c=const))  # column j: (j+1)-th commonest
     rank = np.argsort(np.argsort(-np.asarray(p), kind="stable"), kind="stable")  # identity for the task's sorted p
     return by_rank[:, rank]
+
 
 def _theory_final(nums: dict[str, Any], const: float | None) -> pd.DataFrame:
     """Theory rows ``theory:<point>`` at the last step: final R_k/S and the loss 1/2 S^2 sum_k p_k (1 - R_k/S)^2.
@@ -140,6 +145,7 @@ def _theory_final(nums: dict[str, Any], const: float | None) -> pd.DataFrame:
         rows.append((member, step, time, "test_loss", float(loss[i])))
     return pd.DataFrame(rows, columns=COLUMNS)
 
+
 def _guess_constant(variant: str, x: np.ndarray, r1: np.ndarray, p1: float) -> float:
     """A starting value for D_c or N_c: the smallest swept value at which skill 1 is half learned."""
     ok = np.isfinite(r1) & (r1 >= 0.5)
@@ -148,6 +154,7 @@ def _guess_constant(variant: str, x: np.ndarray, r1: np.ndarray, p1: float) -> f
     x_half = float(x[ok].min())
     return x_half * p1 / 0.75 if variant == "data" else x_half / 0.5  # the curves reach 1/2 at these constants
 
+
 def _final(observed: pd.DataFrame, nums: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Point label -> {metric: value} of the real net at its last eval step."""
     out = {}
@@ -155,6 +162,7 @@ def _final(observed: pd.DataFrame, nums: dict[str, Any]) -> dict[str, dict[str, 
         wide = _wide(observed, f"real:{label}" if label else "real")
         out[label] = {} if wide.empty else wide.iloc[-1].to_dict()
     return out
+
 
 def _wide(curves: pd.DataFrame, member: str) -> pd.DataFrame:
     """One member's curves as a step x metric table (sorted by step)."""

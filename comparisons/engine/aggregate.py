@@ -40,8 +40,7 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float,
     return (m, m - half, m + half)
 
 
-def verdict_from_intervals(intervals: dict[str, tuple[float, float, float]],
-                           criteria: dict[str, Sequence[Any]]) -> str:
+def verdict_from_intervals(intervals: dict[str, tuple[float, float, float]], criteria: dict[str, Sequence[Any]]) -> str:
     """agree / disagree / inconclusive from score intervals and ``{score: (op, threshold)}`` criteria.
 
     A missing or NaN score makes its criterion inconclusive.
@@ -92,10 +91,18 @@ def aggregate_summaries(summaries: list[dict[str, Any]]) -> dict[str, Any]:
         "negative_controls": controls,
         "wall_time_s": round(sum(s.get("wall_time_s", 0.0) for s in summaries), 3),
         # the key numbers are per run: show seed 0's, labelled, and the aggregated criteria scores beside them
-        "headline": {**{k: f"{v} (seed {summaries[0].get('seed')})" for k, v in first.get("headline", {}).items()
-                        if k in ("predicted", "observed")},
-                     "theory": "; ".join(f"{k}={intervals[k][0]:.3g} [{intervals[k][1]:.3g},{intervals[k][2]:.3g}]"
-                                         for k in criteria if k in intervals)},
+        "headline": {
+            **{
+                k: f"{v} (seed {summaries[0].get('seed')})"
+                for k, v in first.get("headline", {}).items()
+                if k in ("predicted", "observed")
+            },
+            "theory": "; ".join(
+                f"{k}={intervals[k][0]:.3g} [{intervals[k][1]:.3g},{intervals[k][2]:.3g}]"
+                for k in criteria
+                if k in intervals
+            ),
+        },
     }
 
 
@@ -106,7 +113,11 @@ def aggregate_curves(curves: list[pd.DataFrame]) -> pd.DataFrame:
     for (member, step, metric), g in df.groupby(["member", "step", "metric"], sort=True):
         m, lo, hi = mean_ci(g["value"].tolist())
         t = float(g["time"].mean())
-        out += [(member, step, t, metric, m), (member, step, t, f"{metric}:lo", lo), (member, step, t, f"{metric}:hi", hi)]
+        out += [
+            (member, step, t, metric, m),
+            (member, step, t, f"{metric}:lo", lo),
+            (member, step, t, f"{metric}:hi", hi),
+        ]
     return pd.DataFrame(out, columns=rundir.CURVE_COLUMNS)
 
 

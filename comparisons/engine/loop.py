@@ -37,22 +37,6 @@ from comparisons.engine.rundir import save_checkpoint
 log = logging.getLogger(__name__)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def train_members(
     members: list[Member],
     ctx: Context,
@@ -101,10 +85,14 @@ def train_members(
     return rows
 
 
-
-
-def _train_step(members: list[Member], cfg: RunCfg, gen: torch.Generator, order: dict[int, list], step: int,
-                rows: list[dict[str, Any]]) -> None:
+def _train_step(
+    members: list[Member],
+    cfg: RunCfg,
+    gen: torch.Generator,
+    order: dict[int, list],
+    step: int,
+    rows: list[dict[str, Any]],
+) -> None:
     """One optimizer step of every live member on the same batch.
 
     Minibatches come from one permutation per training-set size (``order[n] = [perm, cursor]``), drawn from the
@@ -120,8 +108,12 @@ def _train_step(members: list[Member], cfg: RunCfg, gen: torch.Generator, order:
         loss = loss_fn(cfg.train.loss, m.model(x), y, labels)
         if not bool(torch.isfinite(loss)):  # one host sync per step; keeps NaN/inf out of the weights
             m.diverged_at = step
-            log.warning("member %s diverged (loss %s) at step %d; it stops, the others go on", m.name,
-                        float(loss.detach()), step)
+            log.warning(
+                "member %s diverged (loss %s) at step %d; it stops, the others go on",
+                m.name,
+                float(loss.detach()),
+                step,
+            )
             t = time_factor(cfg.train.loss, m.task.meta["out_dim"]) * m.optim.lr * step
             rows.append({"member": m.name, "step": step, "time": t, "metric": "diverged", "value": float(step)})
             continue
@@ -129,8 +121,6 @@ def _train_step(members: list[Member], cfg: RunCfg, gen: torch.Generator, order:
         m.optimizer.step()
         if m.scheduler is not None:
             m.scheduler.step()
-
-
 
 
 def _eval_all(members, step, ctx, observe, rows) -> str:
@@ -150,16 +140,9 @@ def _eval_all(members, step, ctx, observe, rows) -> str:
         elif observe is not None:
             metrics.update(observe(m, step))
         t = time_factor(cfg.train.loss, m.task.meta["out_dim"]) * m.optim.lr * step
-        rows.extend({"member": m.name, "step": step, "time": t, "metric": k, "value": float(v)}
-                    for k, v in metrics.items())
+        rows.extend(
+            {"member": m.name, "step": step, "time": t, "metric": k, "value": float(v)} for k, v in metrics.items()
+        )
         if m.role == "real" and not latest:
             latest = " ".join(f"{k}={v:.3g}" for k, v in metrics.items() if k in ("train_loss", "test_acc"))
     return latest
-
-
-
-
-
-
-
-

@@ -35,6 +35,7 @@ class Member:
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
     diverged_at: int | None = None
 
+
 @dataclass
 class Context:
     """What a run needs besides its config: device, dtype, seeded streams and its folder."""
@@ -45,10 +46,12 @@ class Context:
     run_dir: Path
     streams: dict[str, torch.Generator] = field(default_factory=dict)
 
+
 def streams(seed: int, names: tuple[str, ...] = ("init", "data", "task", "noise")) -> dict[str, torch.Generator]:
     """Independent named generators spawned from one seed (STYLE.md "Randomness")."""
     kids = np.random.SeedSequence(seed).spawn(len(names))
     return {n: torch.Generator().manual_seed(int(k.generate_state(1)[0])) for n, k in zip(names, kids, strict=True)}
+
 
 def eval_steps(steps: int, n: int, grid: str = "log") -> list[int]:
     """The eval grid: ``n`` log- (or linearly) spaced steps in [0, steps], always including 0 and ``steps``."""
@@ -58,9 +61,11 @@ def eval_steps(steps: int, n: int, grid: str = "log") -> list[int]:
         pts = np.concatenate([[0], np.geomspace(1, steps, max(n - 1, 1))])
     return sorted({int(round(p)) for p in pts} | {0, steps})
 
+
 def time_factor(loss: str, out_dim: int) -> float:
     """t = factor * lr * step (SCIENCE.md 2.2): torch's mean MSE runs the suite's flow at 2/c the speed."""
     return 2.0 / out_dim if loss == "mse_mean" else 1.0
+
 
 def loss_fn(name: str, out: torch.Tensor, y: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
     """The training loss: "mse" = 1/(2N) sum_n ||f - y||^2 (SCIENCE.md 2.2), "mse_mean" = torch mean MSE, "ce"."""
@@ -70,12 +75,14 @@ def loss_fn(name: str, out: torch.Tensor, y: torch.Tensor, labels: torch.Tensor 
         return F.mse_loss(out, y)
     return 0.5 * (out - y).pow(2).sum(dim=-1).mean()
 
+
 def make_optimizer(model: nn.Module, cfg: OptimCfg, steps: int):
     """Optimizer and lr scheduler from ``cfg.optim`` (SGD with momentum, Adam, AdamW; constant/step/cosine)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.name == "sgd":
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                              weight_decay=cfg.weight_decay)
+        opt = torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
+        )
     elif cfg.name == "adam":
         opt = torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
     else:
@@ -88,6 +95,7 @@ def make_optimizer(model: nn.Module, cfg: OptimCfg, steps: int):
     else:
         sched = None
     return opt, sched
+
 
 @torch.no_grad()
 def evaluate(member: Member, loss: str, max_samples: int) -> dict[str, float]:
@@ -110,6 +118,7 @@ def evaluate(member: Member, loss: str, max_samples: int) -> dict[str, float]:
     model.train(was_training)
     return out
 
+
 def start_training(members: list[Member], ctx: Context, checkpoint: Path | None) -> tuple[int, list, dict]:
     """Create every member's optimizer, then resume from ``checkpoint`` (when ``cfg.resume``) or delete it.
 
@@ -123,13 +132,15 @@ def start_training(members: list[Member], ctx: Context, checkpoint: Path | None)
         m.optim = m.optim or cfg.optim
         m.optimizer, m.scheduler = make_optimizer(m.model, m.optim, cfg.train.steps)
     if checkpoint is not None and checkpoint.exists() and cfg.resume:
-        start, rows, order = _restore(load_checkpoint(checkpoint), members, ctx.streams["data"], ctx.streams,
-                                      checkpoint)
+        start, rows, order = _restore(
+            load_checkpoint(checkpoint), members, ctx.streams["data"], ctx.streams, checkpoint
+        )
         log.info("resumed from %s at step %d", checkpoint, start)
         return start, rows, order
     if checkpoint is not None and checkpoint.exists():
         checkpoint.unlink()
     return 0, [], {}
+
 
 def draw_batches(members: list[Member], cfg: RunCfg, gen: torch.Generator, order: dict[int, list]) -> dict:
     """This step's batch of every member's task, shared by the loop and the vectorised trainer (same stream, same
@@ -159,6 +170,7 @@ def draw_batches(members: list[Member], cfg: RunCfg, gen: torch.Generator, order
         batches[id(task)] = (task.x_train[idx], task.y_train[idx], labels)
     return batches
 
+
 def _snapshot(step, rows, members, gen, order, named_streams=None) -> dict[str, Any]:
     return {
         "step": step,
@@ -179,16 +191,24 @@ def _snapshot(step, rows, members, gen, order, named_streams=None) -> dict[str, 
         },
     }
 
-def _restore(ckpt: dict[str, Any], members: list[Member], gen: torch.Generator,
-             named_streams: dict[str, torch.Generator] | None = None, path: Path | None = None):
+
+def _restore(
+    ckpt: dict[str, Any],
+    members: list[Member],
+    gen: torch.Generator,
+    named_streams: dict[str, torch.Generator] | None = None,
+    path: Path | None = None,
+):
     """Load a snapshot into ``members`` and the streams; one that does not fit this run is refused, never
     silently restarted over (DESIGN.md "Failure model")."""
     fix = "delete it to restart that run, or set resume=false"
     try:
         saved = ckpt["members"]
         if set(saved) != {m.name for m in members}:
-            raise RunDirError(f"checkpoint {path} holds members {sorted(saved)}, not this run's "
-                              f"{sorted(m.name for m in members)}; {fix}")
+            raise RunDirError(
+                f"checkpoint {path} holds members {sorted(saved)}, not this run's "
+                f"{sorted(m.name for m in members)}; {fix}"
+            )
         for m in members:
             s = saved[m.name]
             m.model.load_state_dict(s["model"])
@@ -210,8 +230,10 @@ def _restore(ckpt: dict[str, Any], members: list[Member], gen: torch.Generator,
         first = (str(e).strip().splitlines() or [""])[0][:100]
         raise RunDirError(f"checkpoint {path} does not fit this run ({type(e).__name__}: {first}); {fix}") from None
 
+
 def _batched_forward(model: nn.Module, x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
     return torch.cat([model(x[i : i + chunk]) for i in range(0, len(x), chunk)])
+
 
 def _progress(cfg: RunCfg, steps: int, start: int):
     mode = cfg.train.progress

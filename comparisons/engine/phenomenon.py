@@ -28,7 +28,9 @@ VERDICTS = ("agree", "disagree", "inconclusive")
 class Prediction:
     """The theory's voice: curves (member "theory" or "theory:<point>") and named numbers."""
 
-    curves: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["member", "step", "time", "metric", "value"]))
+    curves: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["member", "step", "time", "metric", "value"])
+    )
     numbers: dict[str, Any] = field(default_factory=dict)
 
 

@@ -36,6 +36,7 @@ def check_groups(argv: list[str], conf_dir: Path) -> None:
                 hint = f"did you mean {group}={close[0]}? " if close else ""
                 raise ConfigError(f"{group}={v}: no such {group} config; {hint}available: {', '.join(options)}")
 
+
 def check_sweep(argv: list[str], conf_dir: Path) -> None:
     """Pre-flight of a multirun: every swept group choice exists, the first job composes, the output dirs are writable.
 
@@ -58,6 +59,7 @@ def check_sweep(argv: list[str], conf_dir: Path) -> None:
     with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir), job_name="lintwin"):
         cfg = compose(config_name="config", overrides=first)
     check_output_dirs(cfg.paths, hydra_dir_set=any(a.startswith("hydra.sweep.dir") for a in argv))
+
 
 def check_output_dirs(paths: Any, hydra_dir_set: bool = False) -> None:
     """Pre-flight: ``paths.runs_root`` and Hydra's ``paths.hydra_root`` exist or can be made, and take a file.
@@ -85,6 +87,7 @@ def check_output_dirs(paths: Any, hydra_dir_set: bool = False) -> None:
                 f"paths.{key}={folder} is not writable ({e.strerror or type(e).__name__}); set "
                 f"paths.{key} to a folder you can write to"
             ) from None
+
 
 def _stored_options(group: str) -> list[str]:
     """Config names Hydra's plugins store for ``group`` (``hydra/launcher``: basic, joblib, submitit_*)."""

@@ -34,21 +34,25 @@ def scoreboard_rows(summaries: list[dict[str, Any]]) -> list[dict[str, str]]:
         controls = s.get("negative_controls", {})
         if controls:
             n_rej = sum(bool(c.get("rejected")) for c in controls.values())
-            control = "rejected" if n_rej == len(controls) else f"NOT rejected ({len(controls) - n_rej}/{len(controls)})"
+            control = (
+                "rejected" if n_rej == len(controls) else f"NOT rejected ({len(controls) - n_rej}/{len(controls)})"
+            )
         else:
             control = "none"
-        rows.append({
-            "phenomenon": str(s.get("phenomenon", "?")),
-            "setting": str(s.get("name", "?")),
-            "n": str(s.get("n", 1)),
-            "predicted": head.get("predicted", ""),
-            "observed": head.get("observed", ""),
-            "theory": head.get("theory", "; ".join(fallback)),
-            "twin": head.get("twin", ""),
-            "verdict": str(s.get("verdict", "?")),
-            "neg. control": control,
-            "seeds": ",".join(str(x) for x in s.get("seeds", [s.get("seed")])),
-        })
+        rows.append(
+            {
+                "phenomenon": str(s.get("phenomenon", "?")),
+                "setting": str(s.get("name", "?")),
+                "n": str(s.get("n", 1)),
+                "predicted": head.get("predicted", ""),
+                "observed": head.get("observed", ""),
+                "theory": head.get("theory", "; ".join(fallback)),
+                "twin": head.get("twin", ""),
+                "verdict": str(s.get("verdict", "?")),
+                "neg. control": control,
+                "seeds": ",".join(str(x) for x in s.get("seeds", [s.get("seed")])),
+            }
+        )
     return rows
 
 
@@ -74,8 +78,13 @@ def print_summary(summary: dict[str, Any]) -> None:
         print(f"\nreport: {summary['report']}")
 
 
-def write_report(summaries: list[dict[str, Any]], figures: dict[str, list[Path]], out_dir: Path,
-                 title: str = "lintwin scoreboard", preamble: list[str] | None = None) -> Path:
+def write_report(
+    summaries: list[dict[str, Any]],
+    figures: dict[str, list[Path]],
+    out_dir: Path,
+    title: str = "lintwin scoreboard",
+    preamble: list[str] | None = None,
+) -> Path:
     """Write report.md and report.html (figures inlined) and the scoreboard heatmap into ``out_dir``."""
     rows = scoreboard_rows(summaries)
     heat = scoreboard_heatmap(summaries, out_dir / "figures")
@@ -139,9 +148,20 @@ def scoreboard_heatmap(summaries: list[dict[str, Any]], out_dir: Path) -> Path |
         return None
     z = np.asarray(states, dtype=float)[:, None]
     fig, ax = plt.subplots(figsize=(8.5, 0.32 * len(labels) + 1.2))
-    sns.heatmap(z, ax=ax, cmap=sns.color_palette(["#d55e00", "#f0e442", "#009e73"], as_cmap=True), vmin=-1, vmax=1,
-                annot=np.asarray(annots, dtype=object)[:, None], fmt="", cbar=False, linewidths=0.5,
-                xticklabels=False, yticklabels=labels, annot_kws={"fontsize": 8})
+    sns.heatmap(
+        z,
+        ax=ax,
+        cmap=sns.color_palette(["#d55e00", "#f0e442", "#009e73"], as_cmap=True),
+        vmin=-1,
+        vmax=1,
+        annot=np.asarray(annots, dtype=object)[:, None],
+        fmt="",
+        cbar=False,
+        linewidths=0.5,
+        xticklabels=False,
+        yticklabels=labels,
+        annot_kws={"fontsize": 8},
+    )
     ax.set_title("green: criterion met / control rejected; orange: not; yellow: undecided", fontsize=9)
     ax.tick_params(axis="y", labelsize=8)
     fig.tight_layout()
@@ -230,9 +250,14 @@ def _rel(p: Path, base: Path) -> str:
 
 def _html(md: str, base: Path) -> str:
     """A dependency-free HTML rendering of the report with PNG figures inlined as data URIs."""
-    out, in_table = ["<html><head><meta charset='utf-8'><title>lintwin report</title><style>body{font-family:sans-serif;"
-                     "max-width:1100px;margin:auto}table{border-collapse:collapse}td,th{border:1px solid #bbb;"
-                     "padding:2px 6px;font-size:13px}img{max-width:100%}</style></head><body>"], False
+    out, in_table = (
+        [
+            "<html><head><meta charset='utf-8'><title>lintwin report</title><style>body{font-family:sans-serif;"
+            "max-width:1100px;margin:auto}table{border-collapse:collapse}td,th{border:1px solid #bbb;"
+            "padding:2px 6px;font-size:13px}img{max-width:100%}</style></head><body>"
+        ],
+        False,
+    )
     for line in md.splitlines():
         if line.startswith("|"):
             cells = [c.strip() for c in line.strip("|").split("|")]

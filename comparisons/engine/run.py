@@ -42,11 +42,19 @@ def run(cfg: RunCfg) -> dict[str, Any]:
     run_dir = resolve_run_dir(cfg)
     if rundir.is_complete(run_dir) and cfg.resume:
         summary = rundir.load_run(run_dir).summary
-        log.info("%s reused: complete since commit %s (resume=false retrains)", run_dir,
-                 str(summary.get("git_commit", "unknown"))[:12])
+        log.info(
+            "%s reused: complete since commit %s (resume=false retrains)",
+            run_dir,
+            str(summary.get("git_commit", "unknown"))[:12],
+        )
         return summary
-    ctx = Context(cfg=cfg, device=resolve_device(cfg.device), dtype=getattr(torch, cfg.dtype), run_dir=run_dir,
-                  streams=streams(cfg.seed))
+    ctx = Context(
+        cfg=cfg,
+        device=resolve_device(cfg.device),
+        dtype=getattr(torch, cfg.dtype),
+        run_dir=run_dir,
+        streams=streams(cfg.seed),
+    )
     phen = get_phenomenon(cfg.phenomenon["name"])
     members = [] if phen.train is not None else build_members(cfg, ctx)
     _prepare_dir(run_dir, cfg)
@@ -64,8 +72,9 @@ def run(cfg: RunCfg) -> dict[str, Any]:
     return finish_run(run_dir, cfg, curves, summary)
 
 
-def score_with_divergence(phen, curves: pd.DataFrame, prediction: Prediction, cfg: RunCfg,
-                          members: list[Member]) -> tuple[Outcome, dict[str, str]]:
+def score_with_divergence(
+    phen, curves: pd.DataFrame, prediction: Prediction, cfg: RunCfg, members: list[Member]
+) -> tuple[Outcome, dict[str, str]]:
     """``phen.score``, minus the scores a diverged member makes meaningless, each with its reason.
 
     A score belongs to the members its name mentions ("real", "twin", a sweep point's label); a score that names
@@ -83,8 +92,11 @@ def score_with_divergence(phen, curves: pd.DataFrame, prediction: Prediction, cf
         if not diverged:
             raise
         why = "; ".join(f"{m.name} diverged at step {m.diverged_at}" for m in diverged)
-        return Outcome(scores={}, verdict="inconclusive", notes=[f"no scores: scoring failed after divergence "
-                                                                 f"({type(e).__name__}); {why}"]), {"*": why}
+        return Outcome(
+            scores={},
+            verdict="inconclusive",
+            notes=[f"no scores: scoring failed after divergence ({type(e).__name__}); {why}"],
+        ), {"*": why}
     labels = {m.name.partition(":")[2] for m in members} - {""}
     omitted: dict[str, str] = {}
     for name, value in outcome.scores.items():
@@ -104,8 +116,9 @@ def score_with_divergence(phen, curves: pd.DataFrame, prediction: Prediction, cf
     if not outcome.scores or any(k in omitted for k in outcome.criteria):
         from comparisons.engine.aggregate import OPS
 
-        fails = any(k in outcome.scores and not OPS[op](outcome.scores[k], thr)
-                    for k, (op, thr) in outcome.criteria.items())
+        fails = any(
+            k in outcome.scores and not OPS[op](outcome.scores[k], thr) for k, (op, thr) in outcome.criteria.items()
+        )
         outcome.verdict = "disagree" if fails else "inconclusive"
     return outcome, omitted
 
@@ -121,22 +134,6 @@ def finish_run(run_dir: Path, cfg: RunCfg, curves: pd.DataFrame, summary: dict[s
     rundir.mark_complete(run_dir)
     log.info("run complete: %s", run_dir)
     return summary
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def _summary(cfg: RunCfg, outcome: Outcome, prediction: Prediction, members: list[Member], wall: float) -> dict:
@@ -184,16 +181,9 @@ def _prepare_dir(run_dir: Path, cfg: RunCfg) -> None:
         (run_dir / rundir.COMPLETE).unlink(missing_ok=True)  # resume=false over a finished run: not done until redone
         rundir.write_yaml(run_dir / "config.yaml", to_container(cfg))
     except OSError as e:
-        raise ConfigError(f"cannot write the run dir {run_dir} ({e.strerror}); set paths.runs_root to a writable "
-                          "folder") from None
-
-
-
-
-
-
-
-
+        raise ConfigError(
+            f"cannot write the run dir {run_dir} ({e.strerror}); set paths.runs_root to a writable folder"
+        ) from None
 
 
 def _finite(value: Any) -> bool:
@@ -201,5 +191,3 @@ def _finite(value: Any) -> bool:
         return math.isfinite(float(value))
     except (TypeError, ValueError):
         return False
-
-

@@ -154,20 +154,29 @@ def resolve_run_dir(cfg: RunCfg) -> Path:
     name = cfg.name or cfg.phenomenon["name"]
     return Path(cfg.paths.runs_root) / name / rundir.config_hash(to_container(cfg))
 
+
 def versions() -> dict[str, str]:
     import numpy
     import torchvision
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "numpy": numpy.__version__, "lintwin": _lintwin_version()}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "lintwin": _lintwin_version(),
+    }
+
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True,
-                             timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
 
 def _lintwin_version() -> str:
     from importlib.metadata import PackageNotFoundError, version

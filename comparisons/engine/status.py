@@ -266,14 +266,6 @@ def sweep_exit_code() -> int:
 CALLBACK_OVERRIDE = f"+hydra.callbacks.lintwin_status._target_={SweepCallback.__module__}.SweepCallback"
 
 
-
-
-
-
-
-
-
-
 def _record(cfg: RunCfg, run_dir: Path, state: str, **extra: Any) -> dict[str, Any]:
     from comparisons.engine import rundir
     from comparisons.engine.config import to_container

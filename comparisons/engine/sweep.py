@@ -33,9 +33,18 @@ def build_members(cfg: RunCfg, ctx: Context) -> list[Member]:
                 if key not in task_cache:
                     task_cache[key] = _task_call(tasks.whiten, task)
                 twin_task = task_cache[key]
-            members.append(Member(name=f"twin{suffix}", role="twin", model=linear_twin(real), task=twin_task,
-                                  point=point, optim=pcfg.optim))
+            members.append(
+                Member(
+                    name=f"twin{suffix}",
+                    role="twin",
+                    model=linear_twin(real),
+                    task=twin_task,
+                    point=point,
+                    optim=pcfg.optim,
+                )
+            )
     return members
+
 
 def sweep_points(cfg: RunCfg) -> list[dict[str, Any]]:
     """The product of ``sweep.grid`` (dotted key -> values) as a list of override dicts; ``[{}]`` when empty."""
@@ -45,9 +54,11 @@ def sweep_points(cfg: RunCfg) -> list[dict[str, Any]]:
     keys = list(grid)
     return [dict(zip(keys, vals, strict=True)) for vals in itertools.product(*(grid[k] for k in keys))]
 
+
 def point_label(point: dict[str, Any]) -> str:
     """A short member suffix for a sweep point: ``init_scale=5,weight_decay=0.1``."""
     return ",".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in point.items())
+
 
 def apply_point(cfg: RunCfg, point: dict[str, Any]) -> RunCfg:
     """``cfg`` with a sweep point's dotted overrides applied (and validated again)."""
@@ -56,10 +67,14 @@ def apply_point(cfg: RunCfg, point: dict[str, Any]) -> RunCfg:
     conf = OmegaConf.create(to_container(cfg))
     for key, value in point.items():
         if OmegaConf.select(conf, key, default="__missing__") == "__missing__" and key.split(".")[0] not in (
-            "task", "model", "phenomenon"):
+            "task",
+            "model",
+            "phenomenon",
+        ):
             raise ConfigError(f"sweep.grid.{key}: no such config key; use a dotted key such as optim.weight_decay")
         OmegaConf.update(conf, key, value, force_add=True)
     return validate(conf)
+
 
 def _build_task(cfg: RunCfg, ctx: Context, cache: dict[str, tasks.Task]) -> tasks.Task:
     spec = dict(cfg.task)
@@ -71,11 +86,13 @@ def _build_task(cfg: RunCfg, ctx: Context, cache: dict[str, tasks.Task]) -> task
         cache[key] = _task_call(tasks.build, spec, device=ctx.device, dtype=ctx.dtype, generator=gen)
     return cache[key]
 
+
 def _task_call(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except tasks.TaskError as e:
         raise ConfigError(str(e)) from None
+
 
 def _build_model(cfg: RunCfg, task: tasks.Task, ctx: Context) -> torch.nn.Module:
     spec = dict(cfg.model)
@@ -88,14 +105,16 @@ def _build_model(cfg: RunCfg, task: tasks.Task, ctx: Context) -> torch.nn.Module
         raise ConfigError(f"model.name: unknown model {name!r}; {hint}known: {', '.join(list_models())}")
     gen = streams(cfg.seed)["init"]  # identical per point: every point starts from the same base draw
     try:
-        model = create_model(name, input_shape=tuple(task.meta["input_shape"]), out_dim=int(task.meta["out_dim"]),
-                             generator=gen, **spec)
+        model = create_model(
+            name, input_shape=tuple(task.meta["input_shape"]), out_dim=int(task.meta["out_dim"]), generator=gen, **spec
+        )
     except TypeError as e:
         msg = str(e)
         key = msg.split("'")[1] if "unexpected keyword argument" in msg and "'" in msg else None
         if key:
-            raise ConfigError(f"model.{key}: unknown key for model {name}; remove it (see conf/model/{name}.yaml)") \
-                from None
+            raise ConfigError(
+                f"model.{key}: unknown key for model {name}; remove it (see conf/model/{name}.yaml)"
+            ) from None
         raise ConfigError(f"model: {msg}") from None
     except ValueError as e:
         raise ConfigError(f"model: {str(e).splitlines()[0]}") from None
@@ -103,16 +122,20 @@ def _build_model(cfg: RunCfg, task: tasks.Task, ctx: Context) -> torch.nn.Module
     _check_shapes(model, task, name, cfg)
     return model
 
+
 def _check_shapes(model: torch.nn.Module, task: tasks.Task, name: str, cfg: RunCfg) -> None:
     try:
         with torch.no_grad():
             out = model(task.x_train[:2])
     except RuntimeError as e:
-        raise ConfigError(f"model {name} does not accept task {task.name} inputs of shape "
-                          f"{tuple(task.x_train.shape[1:])} ({str(e).splitlines()[0][:80]}); pick a matching model"
-                          ) from None
+        raise ConfigError(
+            f"model {name} does not accept task {task.name} inputs of shape "
+            f"{tuple(task.x_train.shape[1:])} ({str(e).splitlines()[0][:80]}); pick a matching model"
+        ) from None
     if out.shape[-1] != task.meta["out_dim"]:
-        raise ConfigError(f"model {name} outputs {out.shape[-1]} values but task {task.name} needs "
-                          f"{task.meta['out_dim']}; pick a matching model")
+        raise ConfigError(
+            f"model {name} outputs {out.shape[-1]} values but task {task.name} needs "
+            f"{task.meta['out_dim']}; pick a matching model"
+        )
     if cfg.train.loss == "ce" and task.labels_train is None:
         raise ConfigError(f"train.loss=ce needs class labels but task {task.name} is a regression; use train.loss=mse")

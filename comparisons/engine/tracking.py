@@ -31,8 +31,13 @@ def log_run(cfg: RunCfg, run_dir: Path, figures: list[Path]) -> str | None:
             return _log(cfg, run_dir, figures, mode)
         except Exception as e:  # noqa: BLE001 - a tracker failure must never cost a finished run
             nxt = "retrying offline" if mode != modes[-1] else "the run dir is complete; logger=none silences this"
-            log.warning("W&B logging (%s) failed (%s: %s); %s", mode, type(e).__name__,
-                        str(e).splitlines()[0] if str(e) else "", nxt)
+            log.warning(
+                "W&B logging (%s) failed (%s: %s); %s",
+                mode,
+                type(e).__name__,
+                str(e).splitlines()[0] if str(e) else "",
+                nxt,
+            )
     return None
 
 
@@ -59,16 +64,16 @@ def _log(cfg: RunCfg, run_dir: Path, figures: list[Path], mode: str) -> str:
         observed = curves[~curves["member"].str.startswith("theory")]
         for step, block in observed.groupby("step", sort=True):
             wb.log({f"{r.member}/{r.metric}": r.value for r in block.itertuples()}, step=int(step))
-        for metric in sorted(set(observed["metric"]) & set(curves.loc[curves["member"].str.startswith("theory"),
-                                                                       "metric"])):
+        for metric in sorted(
+            set(observed["metric"]) & set(curves.loc[curves["member"].str.startswith("theory"), "metric"])
+        ):
             sub = curves[curves["metric"] == metric]
             keys, xs, ys = [], [], []
             for member, g in sub.groupby("member"):
                 keys.append(member)
                 xs.append(g["step"].tolist())
                 ys.append(g["value"].tolist())
-            wb.log({f"overlay/{metric}": wandb.plot.line_series(xs=xs, ys=ys, keys=keys, title=metric,
-                                                                 xname="step")})
+            wb.log({f"overlay/{metric}": wandb.plot.line_series(xs=xs, ys=ys, keys=keys, title=metric, xname="step")})
         s = run.summary
         wb.summary.update({f"score/{k}": v for k, v in s.get("scores", {}).items()})
         wb.summary.update({"verdict": s.get("verdict"), "status": s.get("status")})

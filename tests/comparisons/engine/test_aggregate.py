@@ -42,8 +42,16 @@ def test_one_failing_criterion_is_disagree_even_if_another_straddles() -> None:
 
 def test_aggregate_summaries_interval_and_controls() -> None:
     base = {"phenomenon": "emergence", "name": "x", "criteria": {"rmse": ["<=", 0.1]}}
-    s = [dict(base, seed=i, scores={"rmse": v}, verdict="agree",
-              negative_controls={"swap": {"score": 1.0, "rejected": i != 2}}) for i, v in enumerate([0.05, 0.06, 0.07])]
+    s = [
+        dict(
+            base,
+            seed=i,
+            scores={"rmse": v},
+            verdict="agree",
+            negative_controls={"swap": {"score": 1.0, "rejected": i != 2}},
+        )
+        for i, v in enumerate([0.05, 0.06, 0.07])
+    ]
     agg = aggregate_summaries(s)
     assert agg["n"] == 3 and agg["seeds"] == [0, 1, 2]
     assert agg["scores"]["rmse"] == pytest.approx(0.06)

@@ -43,8 +43,16 @@ def _members(cfg, ctx):
 
 
 def test_pair_shares_init_and_identical_members_get_identical_curves(tmp_path) -> None:
-    cfg = compose_cfg(["train.steps=40", "train.batch_size=32", "train.eval_points=5", "task.p=7",
-                       "model.width=16", f"paths.runs_root={tmp_path}"])
+    cfg = compose_cfg(
+        [
+            "train.steps=40",
+            "train.batch_size=32",
+            "train.eval_points=5",
+            "task.p=7",
+            "model.width=16",
+            f"paths.runs_root={tmp_path}",
+        ]
+    )
     ctx = Context(cfg=cfg, device=torch.device("cpu"), dtype=torch.float32, run_dir=tmp_path, streams=streams(0))
     real, twin = _members(cfg, ctx)
     for (n1, p1), (n2, p2) in zip(real.model.named_parameters(), twin.model.named_parameters(), strict=True):

@@ -25,9 +25,13 @@ def _predict(cfg, members):
 def _score(curves, prediction, cfg):
     final = curves[(curves.member == "real") & (curves.metric == "train_loss")].value.iloc[-1]
     first = curves[(curves.member == "real") & (curves.metric == "train_loss")].value.iloc[0]
-    return Outcome(scores={"loss_ratio": float(final / first)}, verdict="agree" if final < first else "disagree",
-                   negative_controls={"shuffled": {"score": 1.0, "rejected": True, "note": ""}},
-                   criteria={"loss_ratio": ("<", 1.0)}, headline={"observed": f"ratio={final / first:.2f}"})
+    return Outcome(
+        scores={"loss_ratio": float(final / first)},
+        verdict="agree" if final < first else "disagree",
+        negative_controls={"shuffled": {"score": 1.0, "rejected": True, "note": ""}},
+        criteria={"loss_ratio": ("<", 1.0)},
+        headline={"observed": f"ratio={final / first:.2f}"},
+    )
 
 
 def _figures(run, out_dir: Path):
@@ -60,8 +64,17 @@ def fake_phenomenon(monkeypatch):
 
 
 def _cfg(tmp_path, *extra):
-    return compose_cfg(["train.steps=30", "train.eval_points=6", "task.p=7", "model.width=8",
-                        f"paths.runs_root={tmp_path / 'runs'}", "train.checkpoint_every=10", *extra])
+    return compose_cfg(
+        [
+            "train.steps=30",
+            "train.eval_points=6",
+            "task.p=7",
+            "model.width=8",
+            f"paths.runs_root={tmp_path / 'runs'}",
+            "train.checkpoint_every=10",
+            *extra,
+        ]
+    )
 
 
 def test_end_to_end_run_with_wandb_offline(tmp_path, fake_phenomenon) -> None:
@@ -74,8 +87,16 @@ def test_end_to_end_run_with_wandb_offline(tmp_path, fake_phenomenon) -> None:
     for f in ("config.yaml", "curves.csv", "summary.json", "checkpoint.pt", "COMPLETE", "figures/loss.png"):
         assert (d / f).exists(), f
     s = json.loads((d / "summary.json").read_text())
-    for key in ("phenomenon", "scores", "verdict", "negative_controls", "seed", "git_commit", "versions",
-                "wall_time_s"):
+    for key in (
+        "phenomenon",
+        "scores",
+        "verdict",
+        "negative_controls",
+        "seed",
+        "git_commit",
+        "versions",
+        "wall_time_s",
+    ):
         assert key in s
     assert s == summary and s["scores"]["loss_ratio"] < 1
     curves = pd.read_csv(d / "curves.csv")
