@@ -3,7 +3,8 @@
 Run: ``python -m benchmarks.grok [--repeats 5] [--baseline-runs 1]`` (all cores).
 
 - lintwin: ``experiment=grokking_fast`` (conf/experiment/grokking_fast.yaml), run in-process through
-  ``comparisons.engine.run.run`` into a temporary folder, ``repeats`` times after one warm-up run. Its summary.json holds
+  ``comparisons.engine.run.run`` into a temporary folder, ``repeats`` times after one warm-up run. Its
+  summary.json holds
   ``real/t_gen`` (the first eval step with test accuracy >= ``phenomenon.gen_threshold`` = 0.99, on all held-out
   pairs) and ``real/t_gen_s`` (seconds since the run's prediction at init, i.e. the training clock, evals
   included); both are read back from there.

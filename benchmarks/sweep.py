@@ -3,7 +3,8 @@
 Run: ``python -m benchmarks.sweep [--repeats 5] [--skip-fig6a]`` (all cores).
 
 Both sides run lintwin's own trainer, ``comparisons.engine.loop.train_members``, on members built by the runner from a
-composed config (``comparisons.engine.sweep.build_members``), twin off, two eval steps, no observe: the only difference is
+composed config (``comparisons.engine.sweep.build_members``), twin off, two eval steps, no observe: the
+only difference is
 ``sweep.vectorize`` (true: comparisons/vectorized.py; false: the loop). Every repeat starts from the same initial
 weights. Cases:
 

@@ -1,4 +1,5 @@
-"""The multilinear skill model's curves for the emergence run: calibration of tau and the data/params constants, and the theory's time curves."""
+"""The multilinear skill model's curves for the emergence run: calibration of tau and the data/params constants, and
+the theory's time curves."""
 
 from __future__ import annotations
 

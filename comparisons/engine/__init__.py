@@ -1,0 +1,1 @@
+"""The engine: configs, run dirs, trainers, sweeps, the phenomenon registry, statistics and reports."""

@@ -41,7 +41,7 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float,
 
 
 def verdict_from_intervals(intervals: dict[str, tuple[float, float, float]], criteria: dict[str, Sequence[Any]]) -> str:
-    """agree / disagree / inconclusive from score intervals and ``{score: (op, threshold)}`` criteria.
+    """Agree / disagree / inconclusive from score intervals and ``{score: (op, threshold)}`` criteria.
 
     A missing or NaN score makes its criterion inconclusive.
     """

@@ -33,6 +33,8 @@ PHENOMENA = (*sorted(p.parent.name for p in Path(__file__).resolve().parents[1].
 
 @dataclass
 class TrainCfg:
+    """``train.*``: steps, batch size, loss, the eval grid, checkpointing."""
+
     steps: int = MISSING
     batch_size: int | None = None
     loss: str = "mse"
@@ -58,6 +60,8 @@ class TrainCfg:
 
 @dataclass
 class OptimCfg:
+    """``optim.*``: the optimizer, its learning rate and schedule."""
+
     name: str = MISSING
     lr: float = MISSING
     weight_decay: float = 0.0
@@ -84,12 +88,16 @@ class OptimCfg:
 
 @dataclass
 class TwinCfg:
+    """``twin.*``: whether the layerwise linear twin is trained beside the real net."""
+
     enabled: bool = True
     whiten: bool = False
 
 
 @dataclass
 class SweepCfg:
+    """``sweep.*``: the grid of sweep points (members of one run) and the vectorisation switch."""
+
     grid: dict[str, Any] | None = None
     vectorize: str = "auto"
 
@@ -103,6 +111,8 @@ class SweepCfg:
 
 @dataclass
 class PathsCfg:
+    """``paths.*``: data root, runs root, Hydra's output root and an explicit run dir."""
+
     data_root: str = "./data"
     runs_root: str = "runs"
     hydra_root: str = "outputs"
@@ -111,6 +121,8 @@ class PathsCfg:
 
 @dataclass
 class LoggerCfg:
+    """``logger.*``: none or W&B, and the W&B run's mode, project, group and tags."""
+
     name: str = "none"
     mode: str = "offline"
     project: str = "lintwin"
@@ -126,6 +138,8 @@ class LoggerCfg:
 
 @dataclass
 class RunCfg:
+    """The validated config of one run: every group above plus seed(s), device, dtype and the phenomenon."""
+
     task: dict[str, Any] = MISSING
     model: dict[str, Any] = MISSING
     optim: OptimCfg = MISSING

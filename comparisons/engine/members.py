@@ -1,4 +1,5 @@
-"""What every trainer shares: the member and its context, random streams, the eval grid, the loss, optimizers, batches, and snapshot/restore for checkpoints."""
+"""What every trainer shares: the member and its context, random streams, the eval grid, the loss, optimizers,
+batches, and snapshot/restore for checkpoints."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def streams(seed: int, names: tuple[str, ...] = ("init", "data", "task", "noise"
 
 def eval_steps(steps: int, n: int, grid: str = "log") -> list[int]:
     """The eval grid: ``n`` log- (or linearly) spaced steps in [0, steps], always including 0 and ``steps``."""
-    if grid == "linear":
+    if grid == "linear":  # noqa: SIM108 - two readable branches
         pts = np.linspace(0, steps, n)
     else:
         pts = np.concatenate([[0], np.geomspace(1, steps, max(n - 1, 1))])
@@ -144,7 +145,8 @@ def start_training(members: list[Member], ctx: Context, checkpoint: Path | None)
 
 def draw_batches(members: list[Member], cfg: RunCfg, gen: torch.Generator, order: dict[int, list]) -> dict:
     """This step's batch of every member's task, shared by the loop and the vectorised trainer (same stream, same
-    order): one permutation per training-set size (``order[n] = [perm, cursor]``), one online draw per task."""
+    order): one permutation per training-set size (``order[n] = [perm, cursor]``), one online draw per task.
+    """
     bs = cfg.train.batch_size
     batches: dict[int, tuple] = {}
     idx_by_n: dict[int, torch.Tensor] = {}
@@ -200,7 +202,8 @@ def _restore(
     path: Path | None = None,
 ):
     """Load a snapshot into ``members`` and the streams; one that does not fit this run is refused, never
-    silently restarted over (DESIGN.md "Failure model")."""
+    silently restarted over (DESIGN.md "Failure model").
+    """
     fix = "delete it to restart that run, or set resume=false"
     try:
         saved = ckpt["members"]

@@ -1,6 +1,7 @@
 """The phenomenon interface (DESIGN.md "The phenomenon interface") and its registry.
 
-A phenomenon package (``comparisons/<name>/phenomenon.py``, e.g. grokking, lazy_rich, neural_collapse, emergence) defines four functions and
+A phenomenon package (``comparisons/<name>/phenomenon.py``, e.g. grokking, lazy_rich, neural_collapse, emergence)
+defines four functions and
 ends with ``PHENOMENON = Phenomenon(...)``. Nothing else in the code knows phenomenon-specific details.
 """
 

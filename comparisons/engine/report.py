@@ -1,8 +1,8 @@
 """The scoreboard, report.md / report.html and the scoreboard heatmap, rebuilt from run dirs alone.
 
 ``lintwin report PATH`` never retrains (DESIGN.md "Data flow of one run"): it finds every run dir under PATH,
-aggregates runs that differ only in their seed (mean and 95% interval, :mod:`comparisons.engine.aggregate`), redraws each
-phenomenon's figures from its saved curves, and writes the report beside them.
+aggregates runs that differ only in their seed (mean and 95% interval, :mod:`comparisons.engine.aggregate`),
+redraws each phenomenon's figures from its saved curves, and writes the report beside them.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ def format_table(rows: list[dict[str, str]], columns: list[str] = COLUMNS) -> st
 
 
 def markdown_table(rows: list[dict[str, str]], columns: list[str] = COLUMNS) -> str:
+    """The scoreboard rows as a Markdown table."""
     head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
     return head + "\n".join("| " + " | ".join(r.get(c, "").replace("|", "/") for c in columns) + " |" for r in rows)
 
@@ -119,7 +120,8 @@ def write_report(
 
 def scoreboard_heatmap(summaries: list[dict[str, Any]], out_dir: Path) -> Path | None:
     """One row per (setting, criterion or negative control); colour: pass (+1), undecided (0), fail (-1); each
-    cell is annotated with the score and its threshold."""
+    cell is annotated with the score and its threshold.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

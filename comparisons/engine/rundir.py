@@ -46,6 +46,7 @@ class Run:
 
     @property
     def complete(self) -> bool:
+        """Whether the run dir holds its COMPLETE marker."""
         return (self.path / COMPLETE).exists()
 
 
@@ -70,18 +71,22 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (UTF-8)."""
     write_bytes(path, text.encode())
 
 
 def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as JSON atomically (numpy and torch scalars converted, NaN kept)."""
     write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=False, allow_nan=True) + "\n")
 
 
 def write_yaml(path: Path, obj: Any) -> None:
+    """Write ``obj`` as YAML atomically."""
     write_text(path, yaml.safe_dump(_jsonable(obj), sort_keys=False))
 
 
 def write_curves(path: Path, curves: pd.DataFrame) -> None:
+    """Write the long curve table atomically, in ``CURVE_COLUMNS`` order."""
     write_text(path, curves[CURVE_COLUMNS].to_csv(index=False, float_format="%.10g"))
 
 
@@ -103,10 +108,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def mark_complete(run_dir: Path) -> None:
+    """Write the COMPLETE marker: the last file of a run."""
     write_text(run_dir / COMPLETE, "")
 
 
 def is_complete(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds the COMPLETE marker."""
     return (run_dir / COMPLETE).exists()
 
 
@@ -156,6 +163,7 @@ def resolve_run_dir(cfg: RunCfg) -> Path:
 
 
 def versions() -> dict[str, str]:
+    """Python, torch, torchvision, numpy and lintwin versions, for summary.json."""
     import numpy
     import torchvision
 
@@ -169,6 +177,7 @@ def versions() -> dict[str, str]:
 
 
 def git_commit() -> str:
+    """The commit of the lintwin checkout that runs, or ``unknown`` outside git."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5

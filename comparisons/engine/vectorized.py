@@ -199,7 +199,8 @@ class _Group:
     @torch.no_grad()
     def metrics(self, loss: str) -> tuple[list[str], torch.Tensor]:
         """Default metrics of every member on the eval sets: names and a (K, M + 2) tensor whose last two columns
-        are "all weights finite" and the first diverged training step (-1: none)."""
+        are "all weights finite" and the first diverged training step (-1: none).
+        """
         names, cols = [], []
         for split, (x, y, labels, shared) in self.eval_sets.items():
             f = self._forward_chunked(x, shared)
@@ -270,7 +271,11 @@ def _record_divergence(
     """Members whose training loss went non-finite since the last sync stop at that step (the loop's rows).
 
     Args:
-        bad: Group id -> each member's first non-finite training step (-1: none), as read at this sync.
+        members: All members of the run.
+        bad: id(group) -> each member's first non-finite training step (-1: none), as read at this sync.
+        where: id(member) -> (its group, its index in the group).
+        cfg: The run's config.
+        rows: The curve rows written so far (a diverged member's rows stop at its step).
     """
     new = []
     for i, m in enumerate(members):

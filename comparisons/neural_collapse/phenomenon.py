@@ -21,7 +21,8 @@ collapse) and a twin whose training class means are permuted (its mode order mus
 Members are named ``<role>:<label>``, the label listing ``loss=...``, the sweep point and ``control=...``.
 
 Files: this module (observe, predict, train, the controls), :mod:`comparisons.neural_collapse.metrics` (NC1-NC4),
-:mod:`comparisons.neural_collapse.theory` (the theory voice), :mod:`comparisons.neural_collapse.curves` (time and curve tools),
+:mod:`comparisons.neural_collapse.theory` (the theory voice), :mod:`comparisons.neural_collapse.curves` (time and
+curve tools),
 :mod:`comparisons.neural_collapse.scores` (scores, verdict, knobs) and :mod:`comparisons.neural_collapse.figures`.
 """
 
