@@ -3,6 +3,7 @@
 Usage::
 
     lintwin                                 # experiment=suite: every phenomenon's CPU preset, then the scoreboard
+    lintwin seeds=[3,4,5]                   # the same default job with an override (no experiment/phenomenon named)
     lintwin experiment=grokking_modular     # one experiment
     lintwin -m seed=0,1,2                   # a Hydra multirun (launchers: conf/hydra/launcher/)
     lintwin report PATH                     # re-render scoreboard, report and figures from run dirs, no training
@@ -79,8 +80,7 @@ def entry() -> None:
         from comparisons.engine.status import status_main
 
         sys.exit(status_main(argv[1:]))
-    if not argv:
-        argv = ["experiment=suite"]
+    argv = with_default_job(argv)
     multirun = any(a in ("-m", "--multirun") for a in argv)
     debug = any(re.fullmatch(r"\+?debug=(true|default|1)", a) for a in argv)
     # debug is a config group (conf/debug/), and Hydra refuses a bool as a group choice: true -> debug=default,
@@ -120,6 +120,22 @@ def entry() -> None:
     main()
     if multirun:
         sys.exit(sweep_exit_code())
+
+
+DEFAULT_JOB = "experiment=suite"
+
+
+def with_default_job(argv: list[str]) -> list[str]:
+    """The default job (``experiment=suite``) unless the command names an experiment or a phenomenon.
+
+    So ``lintwin seeds=[0,1,2]``, ``lintwin logger=wandb`` or ``lintwin paths.runs_root=x`` run the suite with that
+    override, and ``lintwin phenomenon=grokking task=modular ...`` (or ``experiment=<name>``) runs one pair.
+    """
+    overrides = [i for i, a in enumerate(argv) if "=" in a and not a.startswith("-")]
+    if {argv[i].split("=", 1)[0].lstrip("+~") for i in overrides} & {"experiment", "phenomenon"}:
+        return argv
+    at = overrides[0] if overrides else len(argv)  # beside the other overrides: argparse wants them in one run
+    return [*argv[:at], DEFAULT_JOB, *argv[at:]]
 
 
 def replace_grid_overrides(argv: list[str]) -> list[str]:

@@ -35,7 +35,7 @@ def run_suite(cfg: RunCfg) -> dict[str, Any]:
     suite_dir.mkdir(parents=True, exist_ok=True)
     rundir.write_yaml(suite_dir / "config.yaml", to_container(cfg))
     t0 = time.time()
-    notes, children = [], []
+    notes, children, reused = [], [], {}
     for name in cfg.phenomenon["experiments"]:
         child = validate(compose_experiment(name, _inherited(cfg, suite_dir / name)))
         child.name = name
@@ -46,9 +46,20 @@ def run_suite(cfg: RunCfg) -> dict[str, Any]:
             print(f"lintwin: {line}")
             notes.append(line)
             continue
-        log.info("suite: running %s", name)
-        run(child)
+        was_complete = rundir.is_complete(resolve_run_dir(child)) and child.resume
+        log.info("suite: %s %s", "reusing" if was_complete else "running", name)
+        summary = run(child)
+        if was_complete:
+            reused[name] = str(summary.get("git_commit", "unknown"))[:12]
         children.append(suite_dir / name)
+    if reused:
+        commits = ", ".join(sorted(set(reused.values())))
+        line = (
+            f"reused {len(reused)} finished run(s) ({', '.join(reused)}), finished at commit {commits}; "
+            "resume=false retrains"
+        )
+        print(f"lintwin: {line}")
+        notes.append(line)
     summaries, figures = collect(suite_dir)
     wall = time.time() - t0
     preamble = [f"Suite of {len(summaries)} settings, seed(s) {cfg.seeds or [cfg.seed]}, wall time {wall:.0f} s."]
