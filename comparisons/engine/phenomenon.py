@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from comparisons.engine.config import PHENOMENA, ConfigError
+from comparisons.engine.stats import VERDICTS
 
 if TYPE_CHECKING:
     from comparisons.engine.config import RunCfg
     from comparisons.engine.members import Context, Member
     from comparisons.engine.rundir import Run
-
-VERDICTS = ("agree", "disagree", "inconclusive")
 
 
 @dataclass
@@ -37,23 +36,30 @@ class Prediction:
 
 @dataclass
 class Outcome:
-    """Scores of one run: named numbers, a verdict and the negative controls.
+    """Scores of one run (one seed) and how each is judged; the verdict itself is the engine's.
 
-    ``negative_controls`` maps a control's name to ``{"score": float, "rejected": bool, "note": str}``; a control
-    "rejected" means the wrong prediction (or the broken data) was correctly told apart from the real one.
-    ``criteria`` are the documented thresholds behind the verdict, ``{score_name: (op, threshold)}`` with op one of
-    ">=", "<=", ">", "<"; seed aggregation re-derives the verdict from them on 95% intervals
-    (:func:`comparisons.engine.aggregate.verdict_from_intervals`). ``headline`` holds the scoreboard's short strings:
-    ``predicted`` and ``observed`` (the key numbers, e.g. "t_grok=1200"), ``theory`` and ``twin`` (each voice's main
-    score, e.g. "rmse=0.04").
+    ``criteria``: the documented thresholds, ``{score: (op, threshold)}`` with op one of ">=", "<=", ">", "<", or
+    ``{score: (op, threshold, "normalised")}`` for a threshold on the agreement normalised between the score's null
+    (0) and its noise ceiling (1). ``nulls``: ``{score: [the same score where it must fail]}``, permutation draws
+    (>= 200 where cheap) or the negative controls' values. ``kinds``: ``"real"`` (default), ``"correlation"`` or
+    ``"fraction"`` (with ``trials[score]``, the number of trials behind the fraction); they pick the seed interval.
+    :mod:`comparisons.engine.stats` turns these into intervals, p-values, ceilings and the verdict, once for all
+    phenomena. ``negative_controls`` maps a control's name to ``{"score": float, "rejected": bool, "note": str}``;
+    "rejected" means the wrong prediction (or the broken data) was told apart from the real one. ``headline`` holds
+    the scoreboard's short strings: ``predicted`` and ``observed`` (the key numbers, e.g. "t_grok=1200"), ``theory``
+    and ``twin`` (each voice's main score, e.g. "rmse=0.04"). ``verdict`` is the phenomenon's own single-seed call,
+    kept for its notes only; the engine's :func:`comparisons.engine.stats.verdict` decides.
     """
 
     scores: dict[str, float]
-    verdict: str
+    verdict: str = "inconclusive"
     negative_controls: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    criteria: dict[str, tuple[str, float]] = field(default_factory=dict)
+    criteria: dict[str, tuple] = field(default_factory=dict)
     headline: dict[str, str] = field(default_factory=dict)
+    nulls: dict[str, list[float]] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)
+    trials: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -65,7 +71,9 @@ class Phenomenon:
     """One phenomenon: observe (per member, per eval step), predict (at init), score, figures (from saved runs).
 
     ``train`` optionally replaces the generic matched-pair trainer for experiments that are not a pair (the Fig. 6a
-    grid of linear nets): it returns the observed curves and the prediction.
+    grid of linear nets): it returns the observed curves and the prediction. ``ceiling(run_a, run_b)`` optionally
+    gives the noise ceiling: the same scores computed between two independent seeds of the observed side (e.g. seed
+    b's real net standing in for the theory's prediction of seed a's real net).
     """
 
     name: str
@@ -74,6 +82,7 @@ class Phenomenon:
     score: Callable[[pd.DataFrame, Prediction, RunCfg], Outcome]
     figures: Callable[[Run, Path], list[Path]]
     train: Callable[[RunCfg, Context], tuple[pd.DataFrame, Prediction]] | None = None
+    ceiling: Callable[[Run, Run], dict[str, float]] | None = None
 
 
 def get_phenomenon(name: str) -> Phenomenon:

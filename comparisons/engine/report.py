@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from comparisons.engine import rundir
-from comparisons.engine.aggregate import aggregate_summaries, group_by_config
+from comparisons.engine.aggregate import aggregate_summaries, ceilings_of, group_by_config
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,11 @@ def collect(path: Path) -> tuple[list[dict[str, Any]], dict[str, list[Path]]]:
     summaries, figures = [], {}
     for paths in group_by_config(runs).values():
         loaded = [rundir.load_run(p) for p in paths]
-        summary = loaded[0].summary if len(loaded) == 1 else aggregate_summaries([r.summary for r in loaded])
+        summary = (
+            loaded[0].summary
+            if len(loaded) == 1
+            else aggregate_summaries([r.summary for r in loaded], ceilings_of(loaded))
+        )
         summaries.append(summary)
         name = summary.get("phenomenon")
         if name in PHENOMENA and name != "suite":

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from comparisons.engine import rundir
+from comparisons.engine.aggregate import judgement
 from comparisons.engine.config import ConfigError, RunCfg, to_container
 from comparisons.engine.loop import train_members
 from comparisons.engine.members import Context, Member, resolve_device, streams
@@ -69,6 +70,7 @@ def run(cfg: RunCfg) -> dict[str, Any]:
     outcome, omitted = score_with_divergence(phen, curves, prediction, cfg, members)
     summary = _summary(cfg, outcome, prediction, members, time.time() - t0)
     summary["omitted_scores"] = omitted
+    summary.update(judgement([summary]))
     return finish_run(run_dir, cfg, curves, summary)
 
 
@@ -98,6 +100,7 @@ def score_with_divergence(
             notes=[f"no scores: scoring failed after divergence ({type(e).__name__}); {why}"],
         ), {"*": why}
     labels = {m.name.partition(":")[2] for m in members} - {""}
+    # the verdict is re-derived from the remaining scores by the engine's one rule (comparisons.engine.stats)
     omitted: dict[str, str] = {}
     for name, value in outcome.scores.items():
         for m in diverged:
@@ -110,16 +113,7 @@ def score_with_divergence(
         else:
             if not _finite(value):
                 omitted[name] = f"not finite ({value})"
-    if not omitted:
-        return outcome, omitted
     outcome.scores = {k: v for k, v in outcome.scores.items() if k not in omitted}
-    if not outcome.scores or any(k in omitted for k in outcome.criteria):
-        from comparisons.engine.aggregate import OPS
-
-        fails = any(
-            k in outcome.scores and not OPS[op](outcome.scores[k], thr) for k, (op, thr) in outcome.criteria.items()
-        )
-        outcome.verdict = "disagree" if fails else "inconclusive"
     return outcome, omitted
 
 
@@ -143,8 +137,10 @@ def _summary(cfg: RunCfg, outcome: Outcome, prediction: Prediction, members: lis
         "name": cfg.name or cfg.phenomenon["name"],
         "status": "complete",
         "scores": outcome.scores,
-        "verdict": outcome.verdict,
         "criteria": {k: list(v) for k, v in outcome.criteria.items()},
+        "nulls": {k: [float(x) for x in v] for k, v in outcome.nulls.items() if k in outcome.scores},
+        "kinds": dict(outcome.kinds),
+        "trials": dict(outcome.trials),
         "headline": outcome.headline,
         "negative_controls": outcome.negative_controls,
         "notes": outcome.notes + [f"{k} diverged at step {v}; its scores are omitted" for k, v in diverged.items()],

@@ -265,7 +265,6 @@ def _score_fig6(curves: pd.DataFrame, numbers: dict[str, Any], k: dict[str, Any]
     ]
     return Outcome(
         scores=scores,
-        verdict=_verdict(scores, criteria),
         negative_controls=controls,
         notes=notes,
         criteria=criteria,
@@ -368,19 +367,11 @@ def _score_pair(curves: pd.DataFrame, points: dict[str, dict], k: dict[str, Any]
     )
     return Outcome(
         scores=scores,
-        verdict=_verdict(scores, criteria),
         negative_controls=controls,
         notes=notes,
         criteria=criteria,
         headline=headline,
     )
-
-
-def _verdict(scores: dict[str, float], criteria: dict[str, tuple[str, float]]) -> str:
-    """The single-run verdict by the same rule as seed aggregation (a point interval per score)."""
-    from comparisons.engine.aggregate import verdict_from_intervals
-
-    return verdict_from_intervals({n: (v, v, v) for n, v in scores.items()}, criteria)
 
 
 def _nan_low(v: float | None) -> float:

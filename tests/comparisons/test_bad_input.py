@@ -18,7 +18,7 @@ import torch
 
 from tests.conftest import SHARED_DATA, compose_cfg
 
-BASE = ["train.steps=5", "train.eval_points=3"]  # defaults otherwise: modular p=23, mlp, adamw
+BASE = ["phenomenon=grokking", "train.steps=5", "train.eval_points=3"]  # defaults otherwise: modular p=23, mlp, adamw
 
 # (id, args, needle). {tmp}: the test's tmp dir; {file}: a regular file; {mnist_truncated}, {cifar_corrupt}: tmp
 # data roots with one damaged file; {ckpt:<kind>}: write a checkpoint of that kind into the run's dir first.

@@ -16,7 +16,14 @@ from comparisons.engine import rundir, status
 from comparisons.engine.config import to_container
 from tests.conftest import compose_cfg
 
-COMMON = ["train.steps=40", "train.checkpoint_every=10", "train.eval_points=5", "task.p=7", "model.width=16"]
+COMMON = [
+    "phenomenon=grokking",
+    "train.steps=40",
+    "train.checkpoint_every=10",
+    "train.eval_points=5",
+    "task.p=7",
+    "model.width=16",
+]
 JOBS = "optim.lr=0.01,-1,0.03,0.02"  # ok; invalid; fails once (a flaky node); killed after its first checkpoint
 
 

@@ -15,9 +15,17 @@ import torch
 
 from comparisons.engine.members import Member, eval_steps
 from comparisons.engine.phenomenon import Outcome, Prediction
+from comparisons.engine.stats import passes
 from tests.conftest import compose_cfg
 
-COMMON = ["train.steps=40", "train.eval_points=6", "task.p=7", "model.width=16", "train.checkpoint_every=10"]
+COMMON = [
+    "phenomenon=grokking",
+    "train.steps=40",
+    "train.eval_points=6",
+    "task.p=7",
+    "model.width=16",
+    "train.checkpoint_every=10",
+]
 
 
 def test_real_net_with_nan_weights_stops_alone_and_its_scores_are_omitted(
@@ -104,7 +112,8 @@ def test_score_of_the_twin_survives_the_real_divergence_only_when_it_names_the_t
     outcome, omitted = score_with_divergence(Phen, pd.DataFrame(), Prediction(), None, members)
     assert set(omitted) == {"real/t_fit", "twin_vs_real_r2", "delay_r2", "nan_score"}
     assert set(outcome.scores) == {"twin/t_fit", "real:p=2/t_fit", "twin:p=2/t_fit"}
-    assert outcome.verdict == "disagree"  # delay_r2 is gone, and the twin's criterion (1 > 5) fails
+    calls = passes(outcome.scores, outcome.criteria)  # delay_r2 is gone, and the twin's criterion (1 > 5) fails
+    assert calls["delay_r2"] is None and False in calls.values()
 
 
 def _member(name: str, role: str, diverged_at: int | None) -> Member:

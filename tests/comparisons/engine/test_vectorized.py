@@ -18,7 +18,7 @@ from comparisons.engine.vectorized import plan, use_vectorized
 from tests.conftest import compose_cfg
 
 KEYS = ["member", "step", "metric"]
-BASE = ["train.eval_points=6", "train.progress=off", "train.checkpoint_every=0"]
+BASE = ["phenomenon=grokking", "train.eval_points=6", "train.progress=off", "train.checkpoint_every=0"]
 
 
 def _ctx(cfg, tmp_path) -> Context:
