@@ -1,4 +1,4 @@
-"""README figure: predicted vs simulated learning curves of the diagonal network at three imbalances.
+"""Figure of docs/findings.md: predicted vs simulated learning curves of the diagonal network at three imbalances.
 
 Run: ``OMP_NUM_THREADS=1 python -m benchmarks.figure_diagonal``; writes docs/figures/diagonal_imbalance.{png,pdf}.
 Lines: the closed form of docs/theory.md eq. (3.1.3) (``linear_models.diagonal.solution``); markers: float64 gradient

@@ -23,7 +23,7 @@ Activations are ``nn.Module`` instances (one per position) so ``linear_twin`` ca
 torch hands to oneDNN's AVX-512 1x1-convolution kernels whenever it runs multi-threaded (single-threaded, torch
 picks its own GEMM-based 1x1 path). Parameters, state dicts and the twin are identical; outputs agree with
 ``default`` to float rounding. On an idle 2-core AVX-512 CPU oneDNN was measured at about 1.8x the 2-thread GEMM
-rate of ``torch.mm`` (benchmarks/README.md); on CUDA, or where ``default`` is as fast, keep ``default``.
+rate of ``torch.mm`` (docs/benchmarks.md); on CUDA, or where ``default`` is as fast, keep ``default``.
 """
 
 from __future__ import annotations

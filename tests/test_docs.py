@@ -96,3 +96,69 @@ def test_every_theory_citation_resolves():
 @pytest.mark.parametrize("bad", ["docs/theory.md 10.1", "docs/theory.md section 0"])
 def test_citation_parser_flags_single_bad_numbers(bad):
     assert unresolved_citations(bad, {"1"}, set()) != []
+
+
+# [text](target) and ![alt](target); the target ends at the first space or ")" (an optional "title" may follow).
+_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?(?P<target>[^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_FENCE = re.compile(r"^```.*?^```", re.M | re.S)
+
+
+def github_anchor(heading: str) -> str:
+    """GitHub's anchor for a markdown heading: lower case, punctuation dropped, spaces to dashes."""
+    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def anchors_of(markdown: str) -> set[str]:
+    """The anchors of a markdown file's headings (code blocks, whose '#' lines are comments, excluded)."""
+    body = _FENCE.sub("", markdown)
+    return {github_anchor(m[1]) for m in re.finditer(r"^#{1,6}\s+(.+?)\s*#*$", body, re.M)}
+
+
+def broken_links(path: Path) -> list[str]:
+    """The relative links and images of a markdown file that point at no file, or at no heading of it."""
+    body = _FENCE.sub("", path.read_text())
+    bad = []
+    for m in _LINK.finditer(body):
+        target = m["target"]
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto:
+            continue
+        file_part, _, anchor = target.partition("#")
+        dest = (path.parent / file_part).resolve() if file_part else path
+        check_anchor = dest.exists() and bool(anchor) and dest.suffix == ".md"
+        if not dest.exists() or (check_anchor and anchor not in anchors_of(dest.read_text())):
+            bad.append(target)
+    return bad
+
+
+def docs_pages() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md"]
+
+
+def test_readme_is_short():
+    n = len((ROOT / "README.md").read_text())
+    assert n <= README_MAX_CHARS, f"README.md has {n} characters; move detail into docs/ (limit {README_MAX_CHARS})"
+
+
+def test_readme_links_the_docs():
+    readme = (ROOT / "README.md").read_text()
+    for page in ("docs/findings.md", "docs/scale-out.md", "docs/benchmarks.md", "docs/theory.md"):
+        assert f"]({page})" in readme, page
+
+
+@pytest.mark.parametrize("page", docs_pages(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_resolve(page):
+    assert page.exists()
+    assert broken_links(page) == []
+
+
+def test_link_checker_catches_a_broken_link(tmp_path):
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "a.png").write_bytes(b"")
+    (tmp_path / "other.md").write_text("# Other\n\n## W&B offline, then sync\n")
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# Page\n\n![ok](figures/a.png) [ok](other.md#wb-offline-then-sync) [ok](#page) [web](https://x.org/y)\n"
+        "![bad](docs/figures/a.png) [bad](missing.md) [bad](other.md#nope)\n\n```\n[not a link](nowhere.md)\n```\n"
+    )
+    assert broken_links(page) == ["docs/figures/a.png", "missing.md", "other.md#nope"]
