@@ -4,7 +4,7 @@ Run on an otherwise idle machine, with all cores (leave OMP_NUM_THREADS unset; t
 
     python -m benchmarks [--repeats 5] [--only gemm,a,b,c,d,e] [--out results.md]
 
-Sections (details in each module's docstring and in benchmarks/README.md):
+Sections (details in each module's docstring and in docs/benchmarks.md):
 
 - gemm: peak fp32 GEMM rate over the backends torch ships (benchmarks/gemm.py); the denominator of every
   "fraction of peak".

@@ -1,7 +1,7 @@
-"""README figure: predicted vs simulated learning curves of the diagonal network at three imbalances.
+"""Figure of docs/findings.md: predicted vs simulated learning curves of the diagonal network at three imbalances.
 
 Run: ``OMP_NUM_THREADS=1 python -m benchmarks.figure_diagonal``; writes docs/figures/diagonal_imbalance.{png,pdf}.
-Lines: the closed form of SCIENCE.md eq. (3.1.3) (``linear_models.diagonal.solution``); markers: float64 gradient
+Lines: the closed form of docs/theory.md eq. (3.1.3) (``linear_models.diagonal.solution``); markers: float64 gradient
 descent at lr 0.02 from the same init. Right panel: time to reach S/2 against |lambda|, closed form vs GD, with the
 balanced (eq. 3.1.2) and lazy (ln 2 / (v |lambda|)) limits.
 """
@@ -25,7 +25,7 @@ LAMBDAS = (0.0, 0.1, 3.0)  # balanced (rich), slightly unbalanced, strongly unba
 
 
 def init(lam: float, s0: float = S0) -> tuple[float, float]:
-    """(a0, b0) with a0 b0 = s0 and a0^2 - b0^2 = lam (SCIENCE.md 3.1)."""
+    """(a0, b0) with a0 b0 = s0 and a0^2 - b0^2 = lam (docs/theory.md 3.1)."""
     k = np.sqrt(lam**2 + 4 * s0**2)
     return float(np.sqrt((k + lam) / 2)), float(np.sqrt((k - lam) / 2))
 

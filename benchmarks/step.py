@@ -3,7 +3,7 @@
 Run: ``python -m benchmarks.step [--repeats 5]`` (all cores).
 
 Models are ``deep_models`` MLPs (ReLU, biases), MSE loss, batch >= 512, on random inputs:
-- ``mnist_mlp``: 784-512-512-512-10 at batch 512 (the MNIST grokking MLP, SCIENCE.md 6.4);
+- ``mnist_mlp``: 784-512-512-512-10 at batch 512 (the MNIST grokking MLP, docs/theory.md 6.4);
 - ``wide_mlp``: 784-2048-2048-10 at batch 1024 (GEMM-dominated).
 
 FLOPs counted are the GEMMs only: 2 B d_in d_out per layer forward, twice that backward (input and weight

@@ -3,8 +3,8 @@
 Run: ``OMP_NUM_THREADS=1 python -m benchmarks.sweep_fig6a [--repeats 5] [--loop-members 80] [--full-loop]``.
 
 Both sides run the same code, the experiment's batched GD ``comparisons.lazy_rich.fig6.gd_two_layer`` (float64 torch
-on the CPU) followed by the Gram-based KD (SCIENCE.md 3.3), on the grid of ``conf/experiment/lazy_rich_fig6a.yaml``
-(SCIENCE.md 5.2): vectorised, the whole (40, 40) grid is one call with a (40, 40) batch shape; looped, one call per
+on the CPU) followed by the Gram-based KD (docs/theory.md 3.3), on the grid of ``conf/experiment/lazy_rich_fig6a.yaml``
+(docs/theory.md 5.2): vectorised, the whole (40, 40) grid is one call with a (40, 40) batch shape; looped, one call per
 member. For reference, the numpy batched GD of ``linear_models.two_layer.simulate_two_layer`` is timed too.
 A full loop over 1600 members
 takes minutes per repeat, so each repeat times the loop over ``--loop-members`` evenly spaced members and scales it
@@ -30,7 +30,7 @@ N_LAMBDA, N_SCALE, LR, STEPS = 40, 40, 0.01, 4000
 
 
 def grid(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """X (10, 2) whitened, per-cell targets (40, 40, 10, 2), W1, W2 (40, 40, 2, 2) as in SCIENCE.md 5.2."""
+    """X (10, 2) whitened, per-cell targets (40, 40, 10, 2), W1, W2 (40, 40, 2, 2) as in docs/theory.md 5.2."""
     rng = np.random.default_rng(seed)
     lam, scale = np.meshgrid(np.linspace(-9, 9, N_LAMBDA), np.linspace(1, 20, N_SCALE), indexing="ij")
     x = whiten(rng.standard_normal((10, 2)))

@@ -4,9 +4,9 @@ Run: ``OMP_NUM_THREADS=1 python -m benchmarks.theory [--repeats 7]``. Each case 
 ``repeats`` times; the table gives the median and the min-max in milliseconds, and the speed-up simulate / predictor.
 
 Cases (same horizon for both sides):
-- diagonal: 16 modes, lr 0.01, 4000 steps (t = 40), 401 recorded times; closed form (SCIENCE.md 3.1) vs GD.
+- diagonal: 16 modes, lr 0.01, 4000 steps (t = 40), 401 recorded times; closed form (docs/theory.md 3.1) vs GD.
 - fig6a_kd: the paper's Fig. 6a grid (40 x 40 lambda-balanced 2-2-2 nets, N = 10 whitened samples, lr 0.01, 4000
-  steps): KD(K_0, K_t) at t = 40 from the Riccati closed form vs batched GD plus the Gram-based KD (SCIENCE.md 3.3).
+  steps): KD(K_0, K_t) at t = 40 from the Riccati closed form vs batched GD plus the Gram-based KD (docs/theory.md 3.3).
 - fig6a_kd_ode: the same grid with the scipy ODE predictor (the route for inits that are not lambda-balanced).
 """
 

@@ -6,7 +6,7 @@ Public API (contracts: deep_models):
 - ``register_model``, ``list_models``, ``model_kwargs``
 - ``linear_twin(model)``, ``is_layerwise_linear(model)``, ``nonlinear_modules(model)``
 - ``with_nonlinearity(model, strength)``: the twin-to-real homotopy (0 = ``linear_twin``, 1 = the real net;
-  deep_models/homotopy.py, docs/theory.md)
+  deep_models/homotopy.py, docs/theory.md 1.5)
 
 Every model has ``forward(x) -> (N, out_dim)``, ``forward_features(x) -> (N, num_features)``
 (the input of the last Linear), ``get_classifier() -> nn.Linear`` and the attributes

@@ -35,7 +35,7 @@ def torch_default_(layer: nn.Linear | nn.Conv2d, generator: torch.Generator | No
 
     Weight: U(-b, b) with b = 1/sqrt(fan_in) (``kaiming_uniform_`` with a = sqrt(5), as in
     ``nn.Linear.reset_parameters``), so std b/sqrt(3). Bias: U(-b, b) with the same b.
-    Both are multiplied by ``scale`` (Omnigrok multiplies every parameter, SCIENCE.md 6.6).
+    Both are multiplied by ``scale`` (Omnigrok multiplies every parameter, docs/theory.md 6.6).
 
     Args:
         layer: An ``nn.Linear`` or ``nn.Conv2d``; its weight is drawn first, then its bias.

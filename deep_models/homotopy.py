@@ -1,4 +1,4 @@
-"""The twin-to-real homotopy: one knob from the layerwise linear twin to the real network (docs/theory.md).
+"""The twin-to-real homotopy: one knob from the layerwise linear twin to the real network (docs/theory.md 1.5).
 
 ``with_nonlinearity(model, strength)`` returns a deep copy of an initialised model (same weights, same buffers,
 same parameter names) in which every nonlinearity that ``linear_twin`` would linearise is replaced by a member of
@@ -84,7 +84,7 @@ def with_nonlinearity(model: nn.Module, strength: float) -> nn.Module:
 
     Call it after init, like ``linear_twin``: the copy starts from exactly the model's weights and buffers and shares
     no tensor with it. Shared activation instances stay shared, train/eval mode is kept. See the module docstring
-    (and docs/theory.md) for the family: ReLU -> LeakyReLU(1 - s), Tanh -> tanh(s x)/s, other activations and
+    (and docs/theory.md 1.5) for the family: ReLU -> LeakyReLU(1 - s), Tanh -> tanh(s x)/s, other activations and
     softmax -> (1 - s) x + s f(x), max pool -> (1 - s) avgpool + s maxpool.
 
     Args:

@@ -2,17 +2,17 @@
 
 Covers the MLPs of the paper's experiments:
 
-- SCIENCE.md 4.7 (Nam et al. 2024, arXiv:2404.17563): ``depth=2, width=1000, activation=relu,
+- docs/theory.md 4.7 (Nam et al. 2024, arXiv:2404.17563): ``depth=2, width=1000, activation=relu,
   init=normal, init_scale=0.01`` gives Linear(37, 1000), ReLU, Linear(1000, 1) with every weight
   and bias N(0, 0.01^2).
-- SCIENCE.md 6.4 (the paper's MNIST grokking figure, arXiv:2502.21009): ``depth=4, width=512,
+- docs/theory.md 6.4 (the paper's MNIST grokking figure, arXiv:2502.21009): ``depth=4, width=512,
   activation=tanh, init=fan_in, init_scale=weight_scale, output_scale=output_scale`` gives
   784-512-512-512-10 with weights N(0, (weight_scale/sqrt(fan_in))^2), PyTorch-default biases and
   the output multiplied by output_scale.
-- SCIENCE.md 6.6 (Omnigrok, arXiv:2210.01117): ``depth=3, width=200, init=torch, init_scale=8``
+- docs/theory.md 6.6 (Omnigrok, arXiv:2210.01117): ``depth=3, width=200, init=torch, init_scale=8``
   multiplies every PyTorch-default parameter by 8.
 
-``layer_scales`` is the imbalance knob of SCIENCE.md 2.4: with ``[r, 1, ..., 1/r]`` the first
+``layer_scales`` is the imbalance knob of docs/theory.md 2.4: with ``[r, 1, ..., 1/r]`` the first
 layer is r times larger and the last r times smaller; the twin's end-to-end map is unchanged
 while lambda = W1 W1^T - W2^T W2 moves away from 0.
 
@@ -23,7 +23,7 @@ Activations are ``nn.Module`` instances (one per position) so ``linear_twin`` ca
 torch hands to oneDNN's AVX-512 1x1-convolution kernels whenever it runs multi-threaded (single-threaded, torch
 picks its own GEMM-based 1x1 path). Parameters, state dicts and the twin are identical; outputs agree with
 ``default`` to float rounding. On an idle 2-core AVX-512 CPU oneDNN was measured at about 1.8x the 2-thread GEMM
-rate of ``torch.mm`` (benchmarks/README.md); on CUDA, or where ``default`` is as fast, keep ``default``.
+rate of ``torch.mm`` (docs/benchmarks.md); on CUDA, or where ``default`` is as fast, keep ``default``.
 """
 
 from __future__ import annotations
@@ -138,9 +138,9 @@ class MLP(nn.Module):
         With s = init_scale * layer_scales[l] and fan_in the layer's input size:
 
         - ``fan_in``: W ~ N(0, (s / sqrt(fan_in))^2); b ~ PyTorch default U(+-1/sqrt(fan_in)),
-          not scaled (SCIENCE.md 6.4).
-        - ``normal``: W, b ~ N(0, s^2) (SCIENCE.md 4.7).
-        - ``torch``: PyTorch default for W and b, both times s (SCIENCE.md 6.6).
+          not scaled (docs/theory.md 6.4).
+        - ``normal``: W, b ~ N(0, s^2) (docs/theory.md 4.7).
+        - ``torch``: PyTorch default for W and b, both times s (docs/theory.md 6.6).
 
         Args:
             generator: Source of randomness (``None``: global RNG).
@@ -232,7 +232,7 @@ def mlp(
     output_scale: float = 1.0,
     linear_impl: str = "default",
 ) -> MLP:
-    """MLP on the flattened input (see ``MLP`` for the knobs; SCIENCE.md 4.7, 6.4, 6.6)."""
+    """MLP on the flattened input (see ``MLP`` for the knobs; docs/theory.md 4.7, 6.4, 6.6)."""
     return MLP(
         math.prod(input_shape),
         out_dim,

@@ -1,6 +1,6 @@
 """CIFAR-style ResNets with BasicBlocks (He et al. 2016, arXiv:1512.03385).
 
-The neural-collapse setups of SCIENCE.md 7.4 (Papyan, Han & Donoho 2020, arXiv:2008.08186, and
+The neural-collapse setups of docs/theory.md 7.4 (Papyan, Han & Donoho 2020, arXiv:2008.08186, and
 its public re-implementations) use a ResNet-18 whose stem is a 3x3 stride-1 conv with no max-pool,
 so small images (CIFAR 32x32, MNIST 28x28) keep their resolution in the first stage. Both models
 here follow that recipe:
@@ -210,7 +210,7 @@ def resnet18_cifar(
     init_scale: float = 1.0,
     output_scale: float = 1.0,
 ) -> ResNet:
-    """ResNet-18, CIFAR stem: stages 64-128-256-512, 2 BasicBlocks each (SCIENCE.md 7.4)."""
+    """ResNet-18, CIFAR stem: stages 64-128-256-512, 2 BasicBlocks each (docs/theory.md 7.4)."""
     return ResNet(
         input_shape,
         out_dim,

@@ -1,4 +1,4 @@
-"""One-layer transformer in the style of Nanda et al. 2023 (arXiv:2301.05217), SCIENCE.md 6.5.
+"""One-layer transformer in the style of Nanda et al. 2023 (arXiv:2301.05217), docs/theory.md 6.5.
 
 Tokens (N, T) -> token embedding + learned positional embedding -> one attention layer
 (n_heads heads, causal) -> one ReLU MLP -> untied unembedding of the last token's residual stream.

@@ -1,4 +1,4 @@
-"""The layerwise linear twin of a network (SCIENCE.md 1.4; the paper, arXiv:2502.21009).
+"""The layerwise linear twin of a network (docs/theory.md 1.4; the paper, arXiv:2502.21009).
 
 ``linear_twin(model)`` returns a deep copy of an initialised model, with the same weights and the
 same modules, in which every nonlinearity is replaced by a linear map:
@@ -28,7 +28,7 @@ Only modules are seen: a nonlinearity applied as a function (``F.relu``, ``torch
 raise rather than return a twin that is not linear.
 
 The twin keeps the layer products (it is multilinear in the weights), so its training dynamics
-are those of the deep linear networks of SCIENCE.md 3.2 (Saxe et al. 2014, arXiv:1312.6120).
+are those of the deep linear networks of docs/theory.md 3.2 (Saxe et al. 2014, arXiv:1312.6120).
 """
 
 from __future__ import annotations

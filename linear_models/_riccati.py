@@ -1,8 +1,8 @@
 """The scalar Riccati flow shared by the diagonal unit at any imbalance and the grokking toy.
 
 Both reduce to dw/dt = k (2 m w + C - w^2), C >= 0, whose roots are w_pm = m +- sqrt(m^2 + C):
-- diagonal unit (SCIENCE.md 3.1): w = s + sqrt(s^2 + q^2), q = |lambda|/2, C = q^2, m = S, k = v; s = (w - C/w)/2.
-- grokking toy (SCIENCE.md 6.2): w = Sigma + beta, C = Sigma_0^2 - S_0^2, m = S, k = v/Z; beta = (w - C/w)/2.
+- diagonal unit (docs/theory.md 3.1): w = s + sqrt(s^2 + q^2), q = |lambda|/2, C = q^2, m = S, k = v; s = (w - C/w)/2.
+- grokking toy (docs/theory.md 6.2): w = Sigma + beta, C = Sigma_0^2 - S_0^2, m = S, k = v/Z; beta = (w - C/w)/2.
 """
 
 from __future__ import annotations

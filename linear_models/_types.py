@@ -1,7 +1,7 @@
 """The result type shared by every ``simulate`` and ``predictor`` in :mod:`linear_models`.
 
 A simulation records gradient descent at some steps; a predictor is evaluated at the same continuous times
-t = lr * step (SCIENCE.md 2.1). Both return a :class:`Trajectory`, so the two can be diffed key by key.
+t = lr * step (docs/theory.md 2.1). Both return a :class:`Trajectory`, so the two can be diffed key by key.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ class Trajectory:
     """Named quantities recorded at a sequence of continuous times.
 
     Attributes:
-        t: Continuous times, shape (T,), float64, in units of lr * step (SCIENCE.md 2.1).
+        t: Continuous times, shape (T,), float64, in units of lr * step (docs/theory.md 2.1).
         values: Quantity name -> array whose first axis has length T (e.g. ``"s"``: (T, n) mode strengths,
             ``"loss"``: (T,)). The keys and trailing shapes of each family are listed in its docstrings.
         step: The GD steps at which a simulation recorded, shape (T,), int64; None for a predictor.

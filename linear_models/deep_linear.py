@@ -1,6 +1,6 @@
 """Deep linear networks W_L ... W_1 (L >= 2): the Saxe et al. mode solution from data, and the depth-L mode ODE.
 
-Conventions (SCIENCE.md 2.2, 2.5, 3.2): X (N, d) and Y (N, c) hold samples in rows; whitened means X^T X / N = I_d;
+Conventions (docs/theory.md 2.2, 2.5, 3.2): X (N, d) and Y (N, c) hold samples in rows; whitened means X^T X / N = I_d;
 Sigma_yx = Y^T X / N = U diag(s) V^T with s_1 >= s_2 >= ...; loss L = 1/(2N) sum_n ||f(x_n) - y_n||^2; time
 t = lr * step. From a balanced init aligned with (U, V), the product is U diag(u(t)) V^T and each mode strength u_a
 follows du/dt = L u^{2 - 2/L} (s_a - u) (Saxe, McClelland & Ganguli 2014, arXiv:1312.6120). The two-layer NTK, the
@@ -56,7 +56,7 @@ class SaxeModes(NamedTuple):
 
 
 def whiten(X: Any) -> np.ndarray:
-    """Whiten inputs: centre, thin SVD X = U S V^T, return sqrt(N) U (SCIENCE.md 2.5; needs N >= d, full rank).
+    """Whiten inputs: centre, thin SVD X = U S V^T, return sqrt(N) U (docs/theory.md 2.5; needs N >= d, full rank).
 
     Equal to the paper's StandardScaler + PCA recipe up to a rotation of input space [C].
 
@@ -75,7 +75,7 @@ def whiten(X: Any) -> np.ndarray:
 
 
 def io_modes(X: Any, Y: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The input-output modes: thin SVD of Sigma_yx = Y^T X / N (SCIENCE.md 3.2).
+    """The input-output modes: thin SVD of Sigma_yx = Y^T X / N (docs/theory.md 3.2).
 
     Args:
         X: Inputs (N, d), rows are samples.
@@ -93,7 +93,7 @@ def saxe_modes(
 ) -> SaxeModes:
     """Mode strengths of a deep linear net on whitened data, from the data (Saxe et al. 2014, arXiv:1312.6120).
 
-    u_a(t) = s_a / (1 + (s_a/u0 - 1) exp(-2 s_a t)) for depth 2 (SCIENCE.md eq. 3.2.1), the depth-L ODE otherwise
+    u_a(t) = s_a / (1 + (s_a/u0 - 1) exp(-2 s_a t)) for depth 2 (docs/theory.md eq. 3.2.1), the depth-L ODE otherwise
     (:func:`mode_strength`). Exact for a balanced init aligned with the modes (:func:`aligned_init`); from a small
     random init the same staircase follows an early alignment phase [R: Saxe et al. 2019]. Modes are learned in order
     of s_a, mode a dropping near t_a ~ ln(s_a/u0) / (2 s_a).
@@ -126,7 +126,7 @@ def saxe_modes(
 def saxe_loss(X: Any, Y: Any, t: Any, init_scale: Any, *, depth: int = 2) -> np.ndarray:
     """Predicted loss curve with plateaus: L(t) = 1/2 sum_a (s_a - u_a(t))^2 + 1/2 (tr Sigma_yy - sum_a s_a^2).
 
-    SCIENCE.md 3.2 (whitened X, aligned balanced init); each plateau ends when its mode rises.
+    docs/theory.md 3.2 (whitened X, aligned balanced init); each plateau ends when its mode rises.
 
     Args:
         X: Whitened inputs (N, d).
@@ -147,8 +147,8 @@ def saxe_loss(X: Any, Y: Any, t: Any, init_scale: Any, *, depth: int = 2) -> np.
 def mode_strength(t: Any, s: Any, u0: Any, depth: int = 2) -> np.ndarray:
     """Strength u(t) of balanced aligned modes of a depth-L linear net: du/dt = L u^{2 - 2/L} (s - u).
 
-    Depth 2 is the closed form of SCIENCE.md eq. (3.2.1) (any s >= 0, including a mode with s = 0 that decays as
-    u0 / (1 + 2 u0 t)). Depth L >= 3 (SCIENCE.md 3.2, "Depth L") is integrated in log u with scipy (DOP853,
+    Depth 2 is the closed form of docs/theory.md eq. (3.2.1) (any s >= 0, including a mode with s = 0 that decays as
+    u0 / (1 + 2 u0 t)). Depth L >= 3 (docs/theory.md 3.2, "Depth L") is integrated in log u with scipy (DOP853,
     rtol 1e-11): its plateau lasts ~ u0^{-(L-2)/L} / ((L - 2) s), polynomial in 1/u0.
 
     Args:
@@ -178,7 +178,7 @@ def mode_strength(t: Any, s: Any, u0: Any, depth: int = 2) -> np.ndarray:
 
 
 def mode_time_to_reach(u: Any, s: Any, u0: Any) -> np.ndarray:
-    """Depth-2 time for a mode to go from u0 to u: ln(u (s - u0) / (u0 (s - u))) / (2 s) (SCIENCE.md 3.2).
+    """Depth-2 time for a mode to go from u0 to u: ln(u (s - u0) / (u0 (s - u))) / (2 s) (docs/theory.md 3.2).
 
     Args:
         u: Strength to reach, between u0 and s (all arguments broadcast).
@@ -204,7 +204,7 @@ def aligned_init(
     hidden: int | None = None,
     rng: np.random.Generator | int | None = None,
 ) -> list[np.ndarray]:
-    """Balanced init aligned with the data modes, on which :func:`saxe_modes` is exact (SCIENCE.md 3.2).
+    """Balanced init aligned with the data modes, on which :func:`saxe_modes` is exact (docs/theory.md 3.2).
 
     W_1 = R_1 diag(w) V^T, W_l = R_l diag(w) R_{l-1}^T, W_L = U diag(w) R_{L-1}^T with w = u0^{1/L}, (U, V) from
     :func:`io_modes` and R_l random orthonormal (hidden x r) frames, so W_L ... W_1 = U diag(u0) V^T.

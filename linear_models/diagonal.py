@@ -1,9 +1,9 @@
 """Diagonal linear network f(x) = sum_i x_i a_i b_i: closed forms, the mode ODE and gradient descent.
 
-Model (SCIENCE.md 1.2, 3.1; Nam et al. 2025, arXiv:2502.21009, the running example): inputs with E[x_i x_j] =
+Model (docs/theory.md 1.2, 3.1; Nam et al. 2025, arXiv:2502.21009, the running example): inputs with E[x_i x_j] =
 v_i delta_ij, target y = sum_i S_i x_i, loss L = 1/2 sum_i v_i (a_i b_i - S_i)^2. Each mode i is independent; its
-strength is s_i = a_i b_i and its imbalance lambda_i = a_i^2 - b_i^2 (suite sign, SCIENCE.md 2.4) is conserved by
-gradient flow. Time is t = lr * step (SCIENCE.md 2.1). Arrays hold modes along the last axis; every function
+strength is s_i = a_i b_i and its imbalance lambda_i = a_i^2 - b_i^2 (suite sign, docs/theory.md 2.4) is conserved by
+gradient flow. Time is t = lr * step (docs/theory.md 2.1). Arrays hold modes along the last axis; every function
 broadcasts its arguments.
 """
 
@@ -34,7 +34,7 @@ __all__ = [
 
 
 def balanced_solution(t: Any, S: Any, s0: Any, v: Any = 1.0) -> np.ndarray:
-    """Strength of a balanced mode (lambda = 0), the logistic sigmoid of SCIENCE.md eq. (3.1.2).
+    """Strength of a balanced mode (lambda = 0), the logistic sigmoid of docs/theory.md eq. (3.1.2).
 
     ds/dt = 2 v s (S - s), so s(t) = S / (1 + (S/s0 - 1) exp(-2 v S t)) (Saxe et al. 2014, arXiv:1312.6120;
     the paper's diagonal example, arXiv:2502.21009). Modes are learned in order of v S.
@@ -66,7 +66,7 @@ def balanced_solution(t: Any, S: Any, s0: Any, v: Any = 1.0) -> np.ndarray:
 def solution(t: Any, S: Any, s0: Any, lam: Any, v: Any = 1.0) -> np.ndarray:
     """Strength s(t) of a mode with any imbalance lambda, in closed form.
 
-    Solves ds/dt = v (S - s) sqrt(lambda^2 + 4 s^2) (SCIENCE.md eq. 3.1.1) exactly. With q = |lambda|/2 the variable
+    Solves ds/dt = v (S - s) sqrt(lambda^2 + 4 s^2) (docs/theory.md eq. 3.1.1) exactly. With q = |lambda|/2 the variable
     w = s + sqrt(s^2 + q^2) obeys the scalar Riccati flow dw/dt = v (2 S w + q^2 - w^2), so
     (w - w_+)/(w - w_-) = [(w0 - w_+)/(w0 - w_-)] exp(-2 v sqrt(S^2 + q^2) t), w_pm = S +- sqrt(S^2 + q^2), and
     s = (w - q^2/w)/2. This is the sinh substitution s = q sinh(theta) of Dominé et al. 2024 (arXiv:2409.14623,
@@ -97,7 +97,7 @@ def solution(t: Any, S: Any, s0: Any, lam: Any, v: Any = 1.0) -> np.ndarray:
 
 
 def time_to_reach(s: Any, S: Any, s0: Any, lam: Any, v: Any = 1.0) -> np.ndarray:
-    """Continuous time at which a mode with imbalance lambda reaches strength s, SCIENCE.md eq. (3.1.3).
+    """Continuous time at which a mode with imbalance lambda reaches strength s, docs/theory.md eq. (3.1.3).
 
     With q = |lambda|/2, R = sqrt(S^2 + q^2) and F(x) = ln((q^2 + S x + R sqrt(x^2 + q^2)) / |S - x|),
     t(s0 -> s) = (F(s) - F(s0)) / (2 v R) [D*; integrates ds / (v (S - s) sqrt(lambda^2 + 4 s^2))]. At lambda = 0 and
@@ -135,7 +135,7 @@ def time_to_reach(s: Any, S: Any, s0: Any, lam: Any, v: Any = 1.0) -> np.ndarray
 def ode_solution(
     t: Any, S: Any, s0: Any, lam: Any, v: Any = 1.0, rtol: float = 1e-10, atol: float = 1e-13
 ) -> np.ndarray:
-    """Strength s(t) from the mode ODE ds/dt = v (S - s) sqrt(lambda^2 + 4 s^2) (SCIENCE.md 3.1.1), by scipy.
+    """Strength s(t) from the mode ODE ds/dt = v (S - s) sqrt(lambda^2 + 4 s^2) (docs/theory.md eq. 3.1.1), by scipy.
 
     An independent route to :func:`solution` (DOP853 at tight tolerances); all modes are integrated together.
 
@@ -163,7 +163,7 @@ def ode_solution(
 
 
 def linear_solution(t: Any, S: Any, theta0: Any, v: Any = 1.0) -> np.ndarray:
-    """Plain linear model f = sum_i theta_i x_i, for contrast (SCIENCE.md 1.2, 3.1).
+    """Plain linear model f = sum_i theta_i x_i, for contrast (docs/theory.md 1.2, 3.1).
 
     theta(t) = S + (theta0 - S) exp(-v t): exponential, half-time ln 2 / v independent of S, so no target-dependent
     order (the negative control of the paper's Fig. 3, arXiv:2502.21009).
@@ -201,7 +201,7 @@ def linear_time_to_reach(theta: Any, S: Any, theta0: Any, v: Any = 1.0) -> np.nd
 
 
 def imbalance(a: Any, b: Any) -> np.ndarray:
-    """The conserved quantity lambda = a^2 - b^2 (suite sign, first layer minus second; SCIENCE.md 2.4, 3.1)."""
+    """The conserved quantity lambda = a^2 - b^2 (suite sign, first layer minus second; docs/theory.md 2.4, 3.1)."""
     a, b = as_f64(a), as_f64(b)
     return a * a - b * b
 
@@ -209,7 +209,7 @@ def imbalance(a: Any, b: Any) -> np.ndarray:
 def imbalance_decay(t: Any, lam0: Any, wd: Any) -> np.ndarray:
     """Imbalance under gradient flow with L2 penalty (wd/2)(a^2 + b^2): lambda(t) = lambda0 exp(-2 wd t).
 
-    SCIENCE.md 3.1, "Weight decay shrinks the imbalance" [D]. Holds for every mode whatever S and v.
+    docs/theory.md 3.1, "Weight decay shrinks the imbalance" [D]. Holds for every mode whatever S and v.
 
     Args:
         t: Continuous times (all arguments broadcast).
@@ -226,7 +226,7 @@ def imbalance_decay(t: Any, lam0: Any, wd: Any) -> np.ndarray:
 def imbalance_step_factor(residual: Any, lr: float, wd: float = 0.0) -> np.ndarray:
     """Exact one-step factor of the imbalance under discrete GD: lambda_+ = lambda [(1 - lr wd)^2 - lr^2 r^2].
 
-    SCIENCE.md 3.1 [D]; r = v (a b - S) is the mode residual. Without weight decay the change per step is
+    docs/theory.md 3.1 [D]; r = v (a b - S) is the mode residual. Without weight decay the change per step is
     -lr^2 r^2 lambda = O(lr^2), i.e. O(lr) per unit of continuous time: finite steps slowly balance the layers.
 
     Args:
@@ -254,7 +254,7 @@ def simulate(
 ) -> Trajectory:
     """Full-batch gradient descent on the population loss of the diagonal network, in float64.
 
-    a <- a - lr (v b (a b - S) + wd a), b <- b - lr (v a (a b - S) + wd b), simultaneously (SCIENCE.md 1.2, 3.1),
+    a <- a - lr (v b (a b - S) + wd a), b <- b - lr (v a (a b - S) + wd b), simultaneously (docs/theory.md 1.2, 3.1),
     i.e. GD on L = 1/2 sum_i v_i (a_i b_i - S_i)^2 + (wd/2)(|a|^2 + |b|^2).
 
     Args:
@@ -292,7 +292,7 @@ def simulate(
 def simulate_linear(
     theta0: Any, S: Any, v: Any = 1.0, *, lr: float, steps: int, record_steps: Any = None
 ) -> Trajectory:
-    """Gradient descent on the plain linear model, theta <- theta - lr v (theta - S) (the contrast of SCIENCE.md 3.1).
+    """Gradient descent on the plain linear model, theta <- theta - lr v (theta - S) (contrast of docs/theory.md 3.1).
 
     Args:
         theta0: Initial coefficients, shape (..., n).
@@ -320,9 +320,9 @@ def predictor(a0: Any, b0: Any, S: Any, v: Any = 1.0, wd: float = 0.0) -> Predic
     """Gradient-flow prediction for the diagonal network, comparable with :func:`simulate`.
 
     Without weight decay it uses the closed form :func:`solution` with the conserved lambda = a0^2 - b0^2 and
-    s0 = a0 b0; the layers follow from a^2 + b^2 = sqrt(lambda^2 + 4 s^2) (SCIENCE.md 3.1): the layer with the larger
-    square keeps its sign and the other takes the sign of s. With wd > 0 there is no closed form, and the predictor
-    integrates da/dt = -v b (a b - S) - wd a, db/dt = -v a (a b - S) - wd b with scipy (DOP853, rtol 1e-10).
+    s0 = a0 b0; the layers follow from a^2 + b^2 = sqrt(lambda^2 + 4 s^2) (docs/theory.md 3.1): the layer with the
+    larger square keeps its sign and the other takes the sign of s. With wd > 0 there is no closed form, and the
+    predictor integrates da/dt = -v b (a b - S) - wd a, db/dt = -v a (a b - S) - wd b with scipy (DOP853, rtol 1e-10).
 
     Args:
         a0: First-layer weights, as in :func:`simulate`.

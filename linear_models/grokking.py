@@ -1,6 +1,6 @@
 """Grokking toy model: the weight-to-target ratio Sigma_0/S, gamma_+, the Riccati trajectory and the delay law.
 
-SCIENCE.md 6.2-6.3 (reconstruction [D*] of the paper's section 7 toy, arXiv:2502.21009). Scalar input x with
+docs/theory.md 6.2-6.3 (reconstruction [D*] of the paper's section 7 toy, arXiv:2502.21009). Scalar input x with
 E[x^2] = v, target y = S x, N hidden units: f(x) = beta x, beta = (1/Z) sum_i a_i b_i, L = (v/2)(beta - S)^2,
 Sigma = (1/(2Z)) sum_i (a_i^2 + b_i^2), S_0 = beta(0), Sigma_0 = Sigma(0). Gradient flow conserves
 C = Sigma^2 - beta^2 = Sigma_0^2 - S_0^2 >= 0, and u = Sigma + beta obeys the Riccati flow
@@ -32,7 +32,7 @@ __all__ = [
 
 
 def weight_ratio(a: Any, b: Any, Z: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Sigma = sum_i (a_i^2 + b_i^2)/(2Z) and beta = sum_i a_i b_i / Z over the last axis (SCIENCE.md 2.3, 6.2).
+    """Sigma = sum_i (a_i^2 + b_i^2)/(2Z) and beta = sum_i a_i b_i / Z over the last axis (docs/theory.md 2.3, 6.2).
 
     Args:
         a: First-layer weights (..., N).
@@ -47,7 +47,7 @@ def weight_ratio(a: Any, b: Any, Z: float = 1.0) -> tuple[np.ndarray, np.ndarray
 
 
 def gamma_plus(Sigma0: Any, S0: Any, S: Any) -> np.ndarray:
-    """gamma_+ = (S + sqrt(Sigma_0^2 - S_0^2 + S^2)) / (Sigma_0 + S_0), the feature-movement factor (SCIENCE.md 6.2).
+    """gamma_+ = (S + sqrt(Sigma_0^2 - S_0^2 + S^2)) / (Sigma_0 + S_0), feature-movement factor (docs/theory.md 6.2).
 
     gamma_+ >> 1: rich, fast generalization; gamma_+ ~ 1: lazy, grokking (the paper's Fig. 7 quantity). For S_0 = 0,
     gamma_+ = 1 + S/Sigma_0 + O((S/Sigma_0)^2) when Sigma_0 >> S and ~ 2 S/Sigma_0 when Sigma_0 << S.
@@ -65,13 +65,13 @@ def gamma_plus(Sigma0: Any, S0: Any, S: Any) -> np.ndarray:
 
 
 def sigma_inf(Sigma0: Any, S0: Any, S: Any) -> np.ndarray:
-    """Final weight scale Sigma_inf = sqrt(Sigma_0^2 - S_0^2 + S^2); Sigma^2 - beta^2 is conserved (SCIENCE.md 6.2)."""
+    """Final weight scale Sigma_inf = sqrt(Sigma_0^2 - S_0^2 + S^2); Sigma^2 - beta^2 conserved (docs/theory.md 6.2)."""
     sigma0, s0, s = (as_f64(x) for x in (Sigma0, S0, S))
     return np.sqrt(sigma0 * sigma0 - s0 * s0 + s * s)
 
 
 def relative_weight_change(Sigma0: Any, S0: Any, S: Any, gamma: Any = None, gamma_minus: Any = None) -> np.ndarray:
-    """RWC = ||theta - theta_0|| / ||theta_0|| of all weights, from the common per-neuron factors (SCIENCE.md 2.7, 6.2).
+    """RWC = ||theta - theta_0|| / ||theta_0|| of all weights, from the per-neuron factors (docs/theory.md 2.7, 6.2).
 
     RWC^2 = [(sqrt(gamma) - 1)^2 (Sigma_0 + S_0) + (sqrt(gamma_-) - 1)^2 (Sigma_0 - S_0)] / (2 Sigma_0) [D], with
     gamma = u/u_0 and gamma_- = w/w_0 (w = Sigma - beta); gamma_- = 1/gamma without weight decay. Defaults give the
@@ -95,7 +95,7 @@ def relative_weight_change(Sigma0: Any, S0: Any, S: Any, gamma: Any = None, gamm
 
 
 def riccati(t: Any, Sigma0: Any, S0: Any, S: Any, v: Any = 1.0, Z: Any = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """beta(t) and Sigma(t) under gradient flow, in closed form (SCIENCE.md 6.2, "Full trajectory (Riccati)").
+    """beta(t) and Sigma(t) under gradient flow, in closed form (docs/theory.md 6.2, "Full trajectory (Riccati)").
 
     (u - u_+)/(u - u_-) = [(u_0 - u_+)/(u_0 - u_-)] exp(-2 v sqrt(S^2 + C) t / Z), u_pm = S +- sqrt(S^2 + C),
     beta = (u - C/u)/2, Sigma = (u + C/u)/2, u = Sigma + beta, C = Sigma_0^2 - S_0^2.
@@ -141,7 +141,7 @@ def decayed_sigma(t: Any, Sigma0: Any, S0: Any, beta: Any, wd: Any) -> np.ndarra
 
 
 def delay(ratio: Any, lr: Any, wd: Any, c: Any = 1.0) -> np.ndarray:
-    """Predicted grokking delay in steps: max(0, ln(ratio / c)) / (2 lr wd) (SCIENCE.md 6.3) [D*].
+    """Predicted grokking delay in steps: max(0, ln(ratio / c)) / (2 lr wd) (docs/theory.md 6.3) [D*].
 
     Under decoupled weight decay theta <- (1 - lr wd) theta - lr grad, quadratic weight quantities decay as
     exp(-2 lr wd step), and the rich transition starts when Sigma ~ c S. Test the slope 1/(2 lr wd) in ln(ratio), the

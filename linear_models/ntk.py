@@ -1,7 +1,7 @@
 """NTK of the two-layer linear network and the kernel distance, from weights or from their Grams.
 
-f(x) = W2 W1 x with W1 (..., h, d), W2 (..., c, h) and probe inputs X (N, d) in rows (SCIENCE.md 3.3); the kernel is
-(cN x cN), output-major. Kernel distance of Fort et al. 2020 (SCIENCE.md 2.6). Re-exported by
+f(x) = W2 W1 x with W1 (..., h, d), W2 (..., c, h) and probe inputs X (N, d) in rows (docs/theory.md 3.3); the kernel is
+(cN x cN), output-major. Kernel distance of Fort et al. 2020 (docs/theory.md 2.6). Re-exported by
 :mod:`linear_models.two_layer` and :mod:`linear_models.deep_linear`.
 """
 
@@ -17,7 +17,7 @@ __all__ = ["ntk_two_layer", "ntk_grams", "kernel_distance", "ntk_distance"]
 
 
 def ntk_two_layer(W1: Any, W2: Any, X: Any) -> np.ndarray:
-    """Empirical NTK of f(x) = W2 W1 x on the rows of X, output-major (SCIENCE.md 3.3).
+    """Empirical NTK of f(x) = W2 W1 x on the rows of X, output-major (docs/theory.md 3.3).
 
     K((x, i), (x', j)) = delta_ij x^T W1^T W1 x' + (W2 W2^T)_ij x^T x', i.e. K = I_c (x) (X M X^T) + G (x) (X X^T)
     with M = W1^T W1, G = W2 W2^T; row index i * N + n (output i, sample n). Matches the paper's code get_ntk [C].
@@ -41,7 +41,7 @@ def ntk_two_layer(W1: Any, W2: Any, X: Any) -> np.ndarray:
 
 
 def ntk_grams(W1: Any, W2: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The two Grams the NTK depends on: M = W1^T W1 (*B, d, d) and G = W2 W2^T (*B, c, c) (SCIENCE.md 3.3)."""
+    """The two Grams the NTK depends on: M = W1^T W1 (*B, d, d) and G = W2 W2^T (*B, c, c) (docs/theory.md 3.3)."""
     w1, w2 = as_f64(W1), as_f64(W2)
     return np.swapaxes(w1, -1, -2) @ w1, w2 @ np.swapaxes(w2, -1, -2)
 
@@ -49,7 +49,7 @@ def ntk_grams(W1: Any, W2: Any) -> tuple[np.ndarray, np.ndarray]:
 def kernel_distance(K0: Any, K1: Any) -> np.ndarray | float:
     """Kernel distance of Fort et al. 2020 (arXiv:2010.15110): KD = 1 - <K0, K1>_F / (||K0||_F ||K1||_F).
 
-    SCIENCE.md 2.6: scale-free, in [0, 1] for PSD kernels (in [0, 2] in general); 0 means the same direction.
+    docs/theory.md 2.6: scale-free, in [0, 1] for PSD kernels (in [0, 2] in general); 0 means the same direction.
 
     Args:
         K0: Kernels (*B, n, n).
@@ -65,7 +65,7 @@ def kernel_distance(K0: Any, K1: Any) -> np.ndarray | float:
 
 
 def ntk_distance(M0: Any, G0: Any, M1: Any, G1: Any, xtx: Any = None) -> np.ndarray:
-    """KD between the NTKs of two weight settings of a two-layer linear net, from Grams only (SCIENCE.md 3.3).
+    """KD between the NTKs of two weight settings of a two-layer linear net, from Grams only (docs/theory.md 3.3).
 
     <K, K'>_F = c tr(M S M' S) + tr(G') tr(M S^2) + tr(G) tr(M' S^2) + tr(G G') tr(S^2) with S = X^T X; for whitened X
     (S = N I_d) this is N^2 [c tr(M M') + tr(G') tr(M) + tr(G) tr(M') + d tr(G G')] [D*]. No (cN x cN) kernel is

@@ -1,10 +1,10 @@
 """Multilinear skill model of multitask sparse parity: emergence, data/parameter variants, scaling laws.
 
-Nam, Fonseca, Lee, Mingard & Louis 2024 (arXiv:2404.17563); SCIENCE.md 4. Skill k has frequency p_k and basis
+Nam, Fonseca, Lee, Mingard & Louis 2024 (arXiv:2404.17563); docs/theory.md 4. Skill k has frequency p_k and basis
 function e_k with E[e_k e_k'] = p_k delta_kk'; f = sum_k a_k b_k e_k, target y = S sum_k e_k, loss
-L = 1/2 E[(f - y)^2] = 1/2 sum_k p_k (a_k b_k - S)^2: the diagonal network of SCIENCE.md 3.1 with v_k = p_k, S_k = S.
+L = 1/2 E[(f - y)^2] = 1/2 sum_k p_k (a_k b_k - S)^2: the diagonal net of docs/theory.md 3.1 with v_k = p_k, S_k = S.
 The skill strength is R_k = a_k b_k. Time is t = lr * step (for torch's mean MSE with one output, t = 2 lr step,
-SCIENCE.md 2.2). Skills are indexed k = 1..n_s in order of decreasing frequency.
+docs/theory.md 2.2). Skills are indexed k = 1..n_s in order of decreasing frequency.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ __all__ = [
 
 
 def skill_frequencies(n_skills: int, alpha: float) -> np.ndarray:
-    """p_k = k^{-(alpha+1)} / sum_j j^{-(alpha+1)}, k = 1..n_s (SCIENCE.md 4.1; code-alpha = alpha + 1).
+    """p_k = k^{-(alpha+1)} / sum_j j^{-(alpha+1)}, k = 1..n_s (docs/theory.md 4.1; code-alpha = alpha + 1).
 
     Example:
         >>> np.round(skill_frequencies(5, 0.6), 4).tolist()
@@ -52,7 +52,7 @@ def skill_frequencies(n_skills: int, alpha: float) -> np.ndarray:
 
 
 def skill_strength(step: Any, p: Any, S: float, R0: Any, lr: float, lam: Any = 0.0) -> np.ndarray:
-    """Skill strengths R_k after ``step`` SGD steps of size lr, in the continuous-time limit (SCIENCE.md eq. 4.3.1).
+    """Skill strengths R_k after ``step`` SGD steps of size lr, in the continuous-time limit (docs/theory.md eq. 4.3.1).
 
     R_k(t) = S / (1 + (S/R_k(0) - 1) exp(-2 p_k S t)), t = lr * step, for balanced skills (a_k = b_k); an imbalance
     lambda_k = a_k^2 - b_k^2 uses the closed form of :func:`linear_models.diagonal.solution` with v = p_k. Divide by S
@@ -75,7 +75,7 @@ def skill_strength(step: Any, p: Any, S: float, R0: Any, lr: float, lam: Any = 0
 
 
 def emergence_time(p: Any, S: float, R0: Any, frac: float = 0.5, lam: Any = 0.0) -> np.ndarray:
-    """Continuous time t_k at which R_k reaches frac * S (SCIENCE.md 4.4); divide by lr for steps.
+    """Continuous time t_k at which R_k reaches frac * S (docs/theory.md 4.4); divide by lr for steps.
 
     Balanced: t_k = ln((S/R0 - 1) frac/(1 - frac)) / (2 p_k S); for frac = 1/2, log t_k = -log p_k + const, the
     slope -1 law. Imbalanced skills use eq. (3.1.3) (:func:`linear_models.diagonal.time_to_reach`).
@@ -162,7 +162,7 @@ def predictor(a0: Any, b0: Any, p: Any, S: float) -> Predictor:
 
 
 def data_strength(D: Any, p: Any, rng: np.random.Generator | int | None = None) -> np.ndarray:
-    """Final R_k/S with D training samples (SCIENCE.md 4.5, data variant) [D].
+    """Final R_k/S with D training samples (docs/theory.md 4.5, data variant) [D].
 
     A skill is learned iff it has at least one sample: expected value 1 - (1 - p_k)^D, or with rng one draw of
     d ~ Multinomial(D, p) giving 1[d_k >= 1].
@@ -187,14 +187,14 @@ def data_strength(D: Any, p: Any, rng: np.random.Generator | int | None = None) 
 def data_strength_calibrated(D: Any, p: Any, D_c: float = 800.0) -> np.ndarray:
     """The authors' calibrated MLP curve R_k/S = 1 - sqrt(max(0, 1 - D p_k / D_c)), D_c = 800 fitted [C, ?].
 
-    SCIENCE.md 4.5; its derivation was not seen (open point 8.3.3). Shapes as :func:`data_strength`.
+    docs/theory.md 4.5; its derivation was not seen (open point 8.3.3). Shapes as :func:`data_strength`.
     """
     d, p = as_f64(D), as_f64(p)
     return 1.0 - np.sqrt(np.maximum(0.0, 1.0 - d[..., None] * p / D_c))
 
 
 def parameter_strength(N: Any, n_skills: int) -> np.ndarray:
-    """Final R_k/S with capacity for N skills: the N most frequent are learned, 1[k <= N] (SCIENCE.md 4.5) [D].
+    """Final R_k/S with capacity for N skills: the N most frequent are learned, 1[k <= N] (docs/theory.md 4.5) [D].
 
     Args:
         N: Capacity, scalar or (M,).
@@ -216,7 +216,7 @@ def parameter_strength_calibrated(N: Any, n_skills: int, N_c: float = 4.0) -> np
 
 
 def loss_time(T: Any, p: Any, S: float, R0: Any) -> np.ndarray:
-    """Exact loss of the balanced model at continuous time T: 1/2 sum_k p_k (S - R_k(T))^2 (SCIENCE.md 4.6).
+    """Exact loss of the balanced model at continuous time T: 1/2 sum_k p_k (S - R_k(T))^2 (docs/theory.md 4.6).
 
     Args:
         T: Continuous times, scalar or (M,).
@@ -233,20 +233,20 @@ def loss_time(T: Any, p: Any, S: float, R0: Any) -> np.ndarray:
 
 
 def loss_data(D: Any, p: Any, S: float, R0: float) -> np.ndarray:
-    """Expected final loss with D samples: 1/2 sum_k p_k (S - R0)^2 (1 - p_k)^D (SCIENCE.md 4.5)."""
+    """Expected final loss with D samples: 1/2 sum_k p_k (S - R0)^2 (1 - p_k)^D (docs/theory.md 4.5)."""
     d, p = as_f64(D), as_f64(p)
     return 0.5 * (S - R0) ** 2 * np.sum(p * (1.0 - p) ** d[..., None], axis=-1)
 
 
 def loss_params(N: Any, p: Any, S: float) -> np.ndarray:
-    """Final loss with capacity N: 1/2 S^2 sum_{k > N} p_k (SCIENCE.md 4.5)."""
+    """Final loss with capacity N: 1/2 S^2 sum_{k > N} p_k (docs/theory.md 4.5)."""
     n, p = as_f64(N), as_f64(p)
     k = np.arange(1, p.size + 1, dtype=np.float64)
     return 0.5 * S * S * np.sum(np.where(k > n[..., None], p, 0.0), axis=-1)
 
 
 def scaling_exponents(alpha: float) -> dict[str, float]:
-    """Power-law exponents of SCIENCE.md 4.6: L ~ T^a_time, D^a_data, N^a_params, C_opt^a_compute.
+    """Power-law exponents of docs/theory.md 4.6: L ~ T^a_time, D^a_data, N^a_params, C_opt^a_compute.
 
     Returns:
         {"time": -alpha/(alpha+1), "data": -alpha/(alpha+1), "params": -alpha, "compute": -alpha/(alpha+2)}.
@@ -260,7 +260,7 @@ def scaling_exponents(alpha: float) -> dict[str, float]:
 
 
 def loss_time_asymptotic(T: Any, alpha: float, S: float, R0: float) -> np.ndarray:
-    """L(T) ~ (S^2/2) zeta^{-1/(alpha+1)}/(alpha+1) (2 S T)^{-alpha/(alpha+1)} I(alpha, c) (SCIENCE.md 4.6) [D].
+    """L(T) ~ (S^2/2) zeta^{-1/(alpha+1)}/(alpha+1) (2 S T)^{-alpha/(alpha+1)} I(alpha, c) (docs/theory.md 4.6) [D].
 
     zeta = zeta(alpha + 1) (n_s = infinity), c = S/R0 - 1, I = int_0^inf x^{-1/(alpha+1)} (1 + e^x/c)^{-2} dx
     (scipy quad with the algebraic weight). Valid for T well past the first skill and before the last.
@@ -293,12 +293,12 @@ def loss_data_asymptotic(D: Any, alpha: float, S: float, R0: float) -> np.ndarra
 
 
 def loss_params_asymptotic(N: Any, alpha: float, S: float) -> np.ndarray:
-    """L(N) ~ S^2 / (2 alpha zeta) N^{-alpha} (SCIENCE.md 4.6)."""
+    """L(N) ~ S^2 / (2 alpha zeta) N^{-alpha} (docs/theory.md 4.6)."""
     return S * S / (2.0 * alpha * zeta(alpha + 1.0)) * as_f64(N) ** -alpha
 
 
 def compute_optimal(C: Any, alpha: float, S: float, R0: float) -> dict[str, np.ndarray]:
-    """Compute-optimal split of C = N T (SCIENCE.md 4.6): train N skills for T = t_N = zeta ln(c) N^{alpha+1}/(2S).
+    """Compute-optimal split of C = N T (docs/theory.md 4.6): train N skills for T = t_N = zeta ln(c) N^{alpha+1}/(2S).
 
     Then N_opt = (2 S C / (zeta ln c))^{1/(alpha+2)} and L(C_opt) ~ L(N_opt) ~ C^{-alpha/(alpha+2)}.
 

@@ -1,8 +1,8 @@
 """The two-layer linear network f(x) = W2 W1 x as a batch of nets: lazy/rich inits, GD, NTK, kernel distance.
 
 Shapes: X (N, d) and Y (N, c) hold samples in rows; W1 (..., h, d), W2 (..., c, h) carry any leading batch shape
-(e.g. the 40 x 40 grid of the paper's Fig. 6a). Loss L = 1/(2N) sum_n ||W2 W1 x_n - y_n||^2 (SCIENCE.md 2.2), time
-t = lr * step. The imbalance is lambda I = W1 W1^T - W2^T W2 (suite sign, SCIENCE.md 2.4; Dominé et al. and the
+(e.g. the 40 x 40 grid of the paper's Fig. 6a). Loss L = 1/(2N) sum_n ||W2 W1 x_n - y_n||^2 (docs/theory.md 2.2), time
+t = lr * step. The imbalance is lambda I = W1 W1^T - W2^T W2 (suite sign, docs/theory.md 2.4; Dominé et al. and the
 paper's code use lambda_D = -lambda).
 
 Theory of the KD map: :func:`predictor` with ``method="riccati"`` is the exact gradient flow for a lambda-balanced
@@ -40,7 +40,7 @@ __all__ = [
 def lambda_balanced_init(
     lam: Any, scale: Any, d: int, h: int, c: int, rng: np.random.Generator | int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Lambda-balanced init of the paper's Fig. 6a (utils.get_lambda_balanced; SCIENCE.md 3.2, 5.2).
+    """Lambda-balanced init of the paper's Fig. 6a (utils.get_lambda_balanced; docs/theory.md 3.2, 5.2).
 
     Random directions U (c x h), V (d x h) from the SVD of a Gaussian product, a Haar-random R (h x h), and
     W1 = R S1 V^T, W2 = U S2 R^T with S1^2 = (sqrt(lambda^2 + 4 scale) + lambda)/2, S2^2 = (sqrt(lambda^2 + 4 scale)
@@ -82,7 +82,7 @@ def lambda_balanced_init(
 def zero_output_init(
     lam: Any, d: int, h: int, c: int, rng: np.random.Generator | int | None = None, sigma: float = 0.1
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Zero-output unbalanced init of the paper's Fig. 6b (utils.get_lambda_unbalanced; SCIENCE.md 3.2, 5.3).
+    """Zero-output unbalanced init of the paper's Fig. 6b (utils.get_lambda_unbalanced; docs/theory.md 3.2, 5.3).
 
     A ~ N(0,1)^{(h/2) x d}, B ~ N(0,1)^{c x (h/2)}, W1 = (sigma + max(lam, 0)) [A; A], W2 = (sigma + max(-lam, 0))
     [B, -B], so W2 W1 = 0 exactly. lam > 0 enlarges the first layer (suite sense). lam here is the code's additive
@@ -116,7 +116,7 @@ def simulate_two_layer(
     """Full-batch GD of a whole batch of two-layer linear nets at once, in float64 (Fig. 6a/6b training).
 
     With Sxx = X^T X / N and Syx = Y^T X / N, each step is W1 <- W1 - lr (W2^T E + wd W1), W2 <- W2 - lr (E W1^T +
-    wd W2), E = W2 W1 Sxx - Syx: GD on the loss of SCIENCE.md 2.2 (plus (wd/2)||W||^2), equal to the code's
+    wd W2), E = W2 W1 Sxx - Syx: GD on the loss of docs/theory.md 2.2 (plus (wd/2)||W||^2), equal to the code's
     (1/N) W2^T (W2 W1 X - Y) X^T [C]. The cost per step does not depend on N.
 
     Args:
@@ -167,7 +167,7 @@ def predictor(W1: Any, W2: Any, X: Any, Y: Any, method: str = "auto", wd: float 
     F = [[lambda/2 I_d, Syx^T], [Syx, -lambda/2 I_c]], gradient flow gives Q' = F Q - Q Q^T Q / 2, so
     QQ^T(t) = e^{Ft} Q0 (I_h + Q0^T (int_0^t e^{2Fs} ds) Q0)^{-1} Q0^T e^{Ft} [D*; Dominé et al. 2024,
     arXiv:2409.14623], evaluated in the eigenbasis of F with each net rescaled against overflow. The blocks
-    are M = W1^T W1, P = W2 W1, G = W2 W2^T (SCIENCE.md 3.3).
+    are M = W1^T W1, P = W2 W1, G = W2 W2^T (docs/theory.md 3.3).
 
     Beyond t ~ 700 / (f_max - f_min) the closed form leaves float64 range: "riccati" raises, "auto" falls back to
     the ODE.
@@ -185,7 +185,7 @@ def predictor(W1: Any, W2: Any, X: Any, Y: Any, method: str = "auto", wd: float 
 
     Returns:
         A function t (T,) -> Trajectory with ``M`` (T, *B, d, d), ``G`` (T, *B, c, c), ``P`` (T, *B, c, d),
-        ``loss`` (T, *B) and ``kd`` (T, *B) = KD(K(0), K(t)) of the NTK on X (SCIENCE.md 2.6, 3.3).
+        ``loss`` (T, *B) and ``kd`` (T, *B) = KD(K(0), K(t)) of the NTK on X (docs/theory.md 2.6, 3.3).
 
     Raises:
         ValueError: If method="riccati" and its assumptions fail.

@@ -1,9 +1,9 @@
 """Unconstrained features model (UFM) with MSE and weight decay: GD, predicted limits, mode dynamics.
 
-L = 1/(2N) ||W H + b 1^T - Y||_F^2 + (wd_W/2) ||W||_F^2 + (wd_H/2) ||H||_F^2, b unregularized (SCIENCE.md 7.2).
+L = 1/(2N) ||W H + b 1^T - Y||_F^2 + (wd_W/2) ||W||_F^2 + (wd_H/2) ||H||_F^2, b unregularized (docs/theory.md 7.2).
 Paper convention here: H (p, N) holds the free features of the N samples in columns, W (C, p), b (C,), Y (C, N)
 (typically target_scale * one-hot). The UFM is a two-layer linear net whose input is the one-hot sample index
-(SCIENCE.md 7.3): with the bias at the target mean and centred H, WH follows the modes of the centred target
+(docs/theory.md 7.3): with the bias at the target mean and centred H, WH follows the modes of the centred target
 Y_c = Y (I - 11^T/N) = U diag(sigma) V^T, each with the Saxe sigmoid on the clock t/N (Mixon et al. 2020,
 arXiv:2011.11619; Han et al. 2022, arXiv:2106.02073; derivation [D*]). Time t = lr * step.
 """
@@ -36,7 +36,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class UFMLimit:
-    """The global minimizer of the UFM with weight decay (SCIENCE.md 7.2), predicted from the targets.
+    """The global minimizer of the UFM with weight decay (docs/theory.md 7.2), predicted from the targets.
 
     Attributes:
         s: Singular values of the (centred, with bias) target, shape (r,), descending.
@@ -70,7 +70,7 @@ def target_modes(Y: Any, bias: bool = True) -> tuple[np.ndarray, np.ndarray, np.
     """Modes of the UFM target: thin SVD of Y_c = Y (I - 11^T/N) (bias) or of Y (no bias).
 
     For one-hot targets the singular values are target_scale * sqrt(n_c)-like: all equal for balanced classes (one
-    shared sigmoid, SCIENCE.md 7.3); unequal class sizes give unequal modes, learned in order of size.
+    shared sigmoid, docs/theory.md 7.3); unequal class sizes give unequal modes, learned in order of size.
 
     Args:
         Y: (C, N) targets, columns are samples.
@@ -86,7 +86,7 @@ def target_modes(Y: Any, bias: bool = True) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def collapse_scale(num_classes: int, n: int, wd_W: float, wd_H: float, target_scale: float = 1.0) -> float:
-    """Scale rho = max(0, target_scale - C sqrt(n wd_W wd_H)): W Hbar = rho (I - J) at the optimum (SCIENCE.md 7.2).
+    """Scale rho = max(0, target_scale - C sqrt(n wd_W wd_H)): W Hbar = rho (I - J) at the optimum (docs/theory.md 7.2).
 
     Balanced classes (n per class) with bias; without bias the same rho multiplies I. rho = 0 means the features
     collapse to 0 (the non-collapsed solution exists iff C sqrt(n wd_W wd_H) < target_scale).
@@ -95,7 +95,7 @@ def collapse_scale(num_classes: int, n: int, wd_W: float, wd_H: float, target_sc
 
 
 def residual_decay_rate(wd_H: float) -> float:
-    """Terminal rate of the within-class residual ||H - Hbar||_F^2: 2 wd_H per unit t (SCIENCE.md 7.2) [D*].
+    """Terminal rate of the within-class residual ||H - Hbar||_F^2: 2 wd_H per unit t (docs/theory.md 7.2) [D*].
 
     dE/dt = -(1/N) W^T W E - wd_H E for E = H - Hbar, so the part of E in the null space of W decays exactly at this
     rate; NC1 (proportional to ||E||^2) follows. With wd_H = 0 the null-space part never decays (incomplete collapse).
@@ -104,7 +104,7 @@ def residual_decay_rate(wd_H: float) -> float:
 
 
 def predicted_limit(Y: Any, wd_W: float, wd_H: float, bias: bool = True) -> UFMLimit:
-    """Predicted limit of UFM gradient descent with weight decay (SCIENCE.md 7.2), for any class sizes.
+    """Predicted limit of UFM gradient descent with weight decay (docs/theory.md 7.2), for any class sizes.
 
     The minimum of the two penalties for a fixed product P = W H is sqrt(wd_W wd_H) ||P||_*, so P soft-thresholds
     the target's singular values: u_a = max(0, sigma_a - N sqrt(wd_W wd_H)) [D*]. For balanced one-hot targets with
@@ -184,7 +184,7 @@ def simulate(
     b0: Any = None,
     bias: bool = True,
 ) -> Trajectory:
-    """Full-batch GD on the UFM objective of SCIENCE.md 7.2, in float64.
+    """Full-batch GD on the UFM objective of docs/theory.md 7.2, in float64.
 
     With E = (W H + b 1^T - Y)/N: W <- W - lr (E H^T + wd_W W), H <- H - lr (W^T E + wd_H H), b <- b - lr E 1.
 
@@ -242,7 +242,7 @@ def predictor(
     """Mode dynamics of the UFM from an aligned init (:func:`aligned_init`), comparable with :func:`simulate`.
 
     Each target mode (sigma_a, from :func:`target_modes`) has a classifier strength w and a feature strength h with
-    dw/dt = (sigma - w h) h / N - wd_W w, dh/dt = (sigma - w h) w / N - wd_H h (SCIENCE.md 7.3 [D]); u = w h.
+    dw/dt = (sigma - w h) h / N - wd_W w, dh/dt = (sigma - w h) w / N - wd_H h (docs/theory.md 7.3 [D]); u = w h.
     Without weight decay and with w0 = h0 this is Saxe's sigmoid u(t) = mode_strength(t/N, sigma, u0); with
     wd_W = wd_H = wd it is the sigmoid toward sigma - N wd. Integrated with scipy (DOP853, rtol 1e-11).
 
@@ -293,14 +293,14 @@ def class_means(H: Any, labels: Any, num_classes: int | None = None) -> np.ndarr
 
 
 def within_class_energy(H: Any, labels: Any) -> float:
-    """tr(Sigma_W) = ||H - Hbar||_F^2 / N, the within-class variability of features H (p, N) (SCIENCE.md 7.1)."""
+    """tr(Sigma_W) = ||H - Hbar||_F^2 / N, the within-class variability of features H (p, N) (docs/theory.md 7.1)."""
     h = as_f64(H)
     means = class_means(h, labels)
     return float(np.sum((h - means[:, np.asarray(labels)]) ** 2) / h.shape[1])
 
 
 def etf_error(M: Any) -> float:
-    """||M^T M / ||M^T M||_F - (I - J) / sqrt(C - 1)||_F for centred class means M (p, C) (SCIENCE.md 7.1).
+    """||M^T M / ||M^T M||_F - (I - J) / sqrt(C - 1)||_F for centred class means M (p, C) (docs/theory.md 7.1).
 
     0 exactly for a scaled, rotated simplex ETF (Kothapalli 2023, arXiv:2206.04041).
     """

@@ -2,10 +2,10 @@
 
     from tasks import Task, build, list_tasks, whiten, TaskError
     task = build(cfg_task, device=device, dtype=dtype, generator=g)   # cfg_task = {"name": ..., **keys}
-    twin_task = whiten(task, "pca")                                    # SCIENCE.md 2.5
+    twin_task = whiten(task, "pca")                                    # docs/theory.md 2.5
 
-Registered names: mnist, fashion_mnist, cifar10 (tasks/images.py), modular (SCIENCE.md 6.5), sparse_parity
-(SCIENCE.md 4.1), teacher_student. This package imports nothing from the rest of lintwin.
+Registered names: mnist, fashion_mnist, cifar10 (tasks/images.py), modular (docs/theory.md 6.5), sparse_parity
+(docs/theory.md 4.1), teacher_student. This package imports nothing from the rest of lintwin.
 """
 
 from tasks import images, modular, sparse_parity, teacher_student  # noqa: F401  (fills the registry)

@@ -2,7 +2,7 @@
 
 A task is a set of tensors on one device plus a ``meta`` dict (DESIGN.md "Data"). Every task fills
 ``meta`` with ``input_shape``, ``out_dim``, ``num_classes`` (None for regression), ``target_scale``,
-``n_train`` and ``n_test``; regression targets use the suite's loss 1/(2N) sum ||f - y||^2 (SCIENCE.md 2.2).
+``n_train`` and ``n_test``; regression targets use the suite's loss 1/(2N) sum ||f - y||^2 (docs/theory.md 2.2).
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def spawn(generator: torch.Generator, n: int) -> list[torch.Generator]:
 def encode_targets(labels: Tensor, num_classes: int, target: str, target_scale: float, dtype: torch.dtype) -> Tensor:
     """Encode integer class labels as float regression targets.
 
-    - ``onehot``: S * e_c, shape (N, C) (SCIENCE.md 2.3: S is the one-hot multiplier ``target_scale``).
+    - ``onehot``: S * e_c, shape (N, C) (docs/theory.md 2.3: S is the one-hot multiplier ``target_scale``).
     - ``centered_onehot``: S * (e_c - 1/C), i.e. (I - J) applied to the one-hot, shape (N, C).
     - ``label``: S * c as a single float column, shape (N, 1) (scalar regression onto the class index).
 

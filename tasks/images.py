@@ -5,8 +5,8 @@ Data root: the ``data_root`` key, else the environment variable ``LINTWIN_DATA``
 
 Pipeline, in this order: pixels / 255 in [0, 1] -> class-balanced seeded subsets (``n_train``, ``n_test``)
 -> optional per-channel standardization with train-subset statistics (``normalize``) -> optional whitening
-fit on train (``whiten``, SCIENCE.md 2.5) -> times ``input_scale`` (SCIENCE.md 6.4 uses raw pixels times
-input_scale) -> optional flattening. Targets: ``target_scale`` * one-hot (SCIENCE.md 2.3, 6.4), centred
+fit on train (``whiten``, docs/theory.md 2.5) -> times ``input_scale`` (docs/theory.md 6.4 uses raw pixels times
+input_scale) -> optional flattening. Targets: ``target_scale`` * one-hot (docs/theory.md 2.3, 6.4), centred
 one-hot, or the class index.
 """
 
@@ -102,7 +102,7 @@ def load_images(
         normalize: Standardize each channel with the mean/std of the training subset (applied to both splits).
         input_scale: Multiplies the inputs (after normalization/whitening).
         flatten: Return x as (N, C*H*W) instead of (N, C, H, W).
-        whiten: None, "pca" or "zca": whitening fit on the training subset (SCIENCE.md 2.5), needs n_train >= C*H*W.
+        whiten: None, "pca" or "zca": whitening fit on the training subset (docs/theory.md 2.5), needs n_train >= C*H*W.
         target: "onehot" (y = S e_c, (N, 10)), "centered_onehot" (S (e_c - 1/10)) or "label" (y = S c, (N, 1)).
         target_scale: S.
         verify_checksums: CIFAR-10 only. Check torchvision's md5 of every batch file (keep it on for real

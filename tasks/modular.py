@@ -1,4 +1,4 @@
-"""Modular arithmetic c = a op b mod p, the grokking task (SCIENCE.md 6.5).
+"""Modular arithmetic c = a op b mod p, the grokking task (docs/theory.md 6.5).
 
 Power et al. 2022 (arXiv:2201.02177); Nanda et al. 2023 (arXiv:2301.05217).
 
@@ -46,7 +46,7 @@ def modular(
 ) -> Task:
     """All equations a op b = c (mod p), split at random into train and test.
 
-    Defaults follow Nanda et al. (SCIENCE.md 6.5): p = 113, a + b, 30% of the pairs for training.
+    Defaults follow Nanda et al. (docs/theory.md 6.5): p = 113, a + b, 30% of the pairs for training.
 
     Args:
         device: Where the tensors live.

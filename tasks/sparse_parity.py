@@ -1,4 +1,4 @@
-"""Multitask sparse parity (SCIENCE.md 4.1), with probe sets for skill strengths (SCIENCE.md 4.8).
+"""Multitask sparse parity (docs/theory.md 4.1), with probe sets for skill strengths (docs/theory.md 4.8).
 
 Michaud et al. 2023 (arXiv:2303.13506) introduced the task; this is the version of Nam et al. 2024
 (arXiv:2404.17563).
@@ -9,7 +9,7 @@ Input x = [control bits, skill bits], floats in {0, 1}, shape (n_skills + n_bits
 Skill k owns a subset M_k of ``bits_per_skill`` skill bits (disjoint subsets, drawn without replacement).
 Target y = S g_k(x), g_k(x) = 2 ((sum_{j in M_k} x_j) mod 2) - 1 in {-1, +1}, shape (N, 1).
 Frequencies p_k = k^-exponent / sum_j j^-exponent for k = 1..n_skills (exponent = alpha + 1; 1.6 in the
-published runs, SCIENCE.md 4.7).
+published runs, docs/theory.md 4.7).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def sparse_parity(
     n_probe: int = 20000,
     shuffle_control: bool = False,
 ) -> Task:
-    """Multitask sparse parity (SCIENCE.md 4.1); defaults are the published setup (SCIENCE.md 4.7).
+    """Multitask sparse parity (docs/theory.md 4.1); defaults are the published setup (docs/theory.md 4.7).
 
     The generator is split into child streams: skill subsets, probes, test set, train set (or the online
     monitor sample), so e.g. the probes do not change with ``n_train``.
@@ -49,13 +49,13 @@ def sparse_parity(
         n_bits: n, number of skill bits (>= n_skills * bits_per_skill).
         n_skills: n_s, number of tasks/skills.
         bits_per_skill: m, size of each M_k.
-        exponent: p_k proportional to k^-exponent (alpha + 1 in SCIENCE.md 4.1), >= 0.
+        exponent: p_k proportional to k^-exponent (alpha + 1 in docs/theory.md 4.1), >= 0.
         target_scale: S > 0 ("y_scale" in the authors' code).
         n_train: None: online training, fresh samples from :meth:`Task.sample` (``x_train`` is then a fixed
             monitor sample of ``n_test`` points from the training distribution, for the train loss);
-            an int D: a fixed training set of D samples (SCIENCE.md 4.5, data variant).
+            an int D: a fixed training set of D samples (docs/theory.md 4.5, data variant).
         n_test: Size of the fixed held-out set.
-        n_probe: M, probe samples per skill (SCIENCE.md 4.8 uses 20000).
+        n_probe: M, probe samples per skill (docs/theory.md 4.8 uses 20000).
         shuffle_control: Negative control: the control one-hot is drawn from p independently of the skill k
             whose parity sets the target, so the control bits carry no information about which parity to compute.
 
@@ -135,7 +135,7 @@ def sparse_parity(
 
 
 def skill_frequencies(n_skills: int, exponent: float) -> Tensor:
-    """p_k = k^-exponent / sum_{j=1..n_s} j^-exponent, k = 1..n_s (SCIENCE.md 4.1); float64 (n_s,)."""
+    """p_k = k^-exponent / sum_{j=1..n_s} j^-exponent, k = 1..n_s (docs/theory.md 4.1); float64 (n_s,)."""
     w = torch.arange(1, n_skills + 1, dtype=torch.float64) ** (-exponent)
     return w / w.sum()
 

@@ -2,8 +2,8 @@
 
 The teacher is W* = U diag(s) V^T, (out_dim, d_in), with chosen singular values s and random orthonormal
 U, V. Inputs x ~ N(0, Sigma), Sigma = diag(input eigenvalues) (isotropic: v I). Targets y = W* x + noise_std * eps.
-With whitened inputs (SCIENCE.md 2.5) Sigma_xx = I exactly on the sample and Sigma_yx = (1/N) Y^T X = W*
-up to the noise, so the deep linear mode solution (SCIENCE.md 3.2) applies with mode strengths s.
+With whitened inputs (docs/theory.md 2.5) Sigma_xx = I exactly on the sample and Sigma_yx = (1/N) Y^T X = W*
+up to the noise, so the deep linear mode solution (docs/theory.md 3.2) applies with mode strengths s.
 """
 
 from __future__ import annotations

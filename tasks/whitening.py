@@ -1,4 +1,4 @@
-"""Input whitening (SCIENCE.md 2.5): zero mean and (1/N) sum_n x_n x_n^T = I_d on the training inputs.
+"""Input whitening (docs/theory.md 2.5): zero mean and (1/N) sum_n x_n x_n^T = I_d on the training inputs.
 
 Recipe: centre X (N x d), take the thin SVD X_c = U S V^T, and set X_w = sqrt(N) U ("pca"). "zca" rotates
 back into input space, X_w = sqrt(N) U V^T, which keeps pixel layout. The map is fit on the training set
@@ -49,7 +49,7 @@ class Whitener:
 
 
 def fit_whitener(x: Tensor, method: str = "pca", key: str = "whiten") -> Whitener:
-    """Fit the SCIENCE.md 2.5 whitening map on training inputs.
+    """Fit the docs/theory.md 2.5 whitening map on training inputs.
 
     Args:
         x: Training inputs, float (N, *shape), d = prod(shape).
@@ -70,7 +70,7 @@ def fit_whitener(x: Tensor, method: str = "pca", key: str = "whiten") -> Whitene
     n, d = x.shape[0], prod(x.shape[1:])
     if n < d:
         raise TaskError(
-            f"task.{key}={method} needs at least as many training inputs as input dimensions (SCIENCE.md 2.5), "
+            f"task.{key}={method} needs at least as many training inputs as input dimensions (docs/theory.md 2.5), "
             f"got n_train={n} < d={d}; use task.n_train>={d} or task.{key}=null"
         )
     flat = x.reshape(n, d).to(torch.float64)
@@ -88,7 +88,7 @@ def fit_whitener(x: Tensor, method: str = "pca", key: str = "whiten") -> Whitene
 
 
 def whiten(task: Task, method: str = "pca") -> Task:
-    """Return a whitened copy of ``task`` (the linear twin trains on it; SCIENCE.md 2.5).
+    """Return a whitened copy of ``task`` (the linear twin trains on it; docs/theory.md 2.5).
 
     The map is fit on ``task.x_train`` and applied to ``x_train``, ``x_test``, every probe input in
     ``meta["probes"]`` and, for online tasks, to each fresh batch from :meth:`Task.sample`. Targets and

@@ -1,4 +1,4 @@
-"""Pure measurements behind the emergence scores: skill strength, crossing times, fits (SCIENCE.md 4.4, 4.8).
+"""Pure measurements behind the emergence scores: skill strength, crossing times, fits (docs/theory.md 4.4, 4.8).
 
 Nam, Fonseca, Lee, Mingard & Louis 2024 (arXiv:2404.17563); the paper, arXiv:2502.21009, section 4. Every function
 here is pure (no I/O, no state), float64, and is tested against a constructed ground truth in
@@ -16,7 +16,7 @@ from scipy import optimize, stats
 
 
 def skill_projection(out: Any, g: Any) -> float:
-    """Skill strength R_hat_k: the centred projection of the outputs on skill k's function (SCIENCE.md 4.8).
+    """Skill strength R_hat_k: the centred projection of the outputs on skill k's function (docs/theory.md 4.8).
 
     R_hat_k = <g - mean(g), o - mean(o)> / (||g - mean(g)|| sqrt(M)) on a probe set whose every sample belongs to
     task k. This is the authors' ``check_corrs`` with y = S g (the factor S cancels); for balanced +-1 labels
@@ -52,7 +52,7 @@ def crossing_step(steps: Any, values: Any, level: float) -> float:
     Args:
         steps: Eval steps, shape (T,), increasing.
         values: The curve (e.g. R_k/S), shape (T,).
-        level: The level (0.5 for the emergence step of SCIENCE.md 4.4).
+        level: The level (0.5 for the emergence step of docs/theory.md 4.4).
 
     Returns:
         The crossing step (float), ``steps[0]`` if the curve starts at or above the level, NaN if it never gets there.
@@ -89,7 +89,7 @@ def sharpness(steps: Any, values: Any, lo: float = 0.1, hi: float = 0.9, level: 
 def slope_fit(x: Any, y: Any, level: float = 0.95) -> tuple[float, float, float]:
     """Least-squares slope of y against x with its two-sided Student-t interval (n - 2 degrees of freedom).
 
-    Used for log t_k against log p_k (predicted slope -1, SCIENCE.md 4.4) and for scaling exponents.
+    Used for log t_k against log p_k (predicted slope -1, docs/theory.md 4.4) and for scaling exponents.
 
     Args:
         x, y: Points, shape (n,); non-finite pairs are dropped.

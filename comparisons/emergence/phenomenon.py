@@ -1,25 +1,25 @@
-"""Emergence (SCIENCE.md 4): skills of multitask sparse parity appear one by one, as the multilinear model predicts.
+"""Emergence (docs/theory.md 4): skills of multitask sparse parity appear one by one, as the multilinear model predicts.
 
 Claim under test (the paper, arXiv:2502.21009, section 4; Nam et al. 2024, arXiv:2404.17563): a 2-layer ReLU MLP
 learns skill k as a sigmoid in time whose half-time is proportional to 1/p_k, exactly as the diagonal (multilinear)
-model R_k/S = 1/(1 + (S/R_0 - 1) exp(-2 p_k S t / tau)) of SCIENCE.md 4.3, up to one time constant tau fitted on
+model R_k/S = 1/(1 + (S/R_0 - 1) exp(-2 p_k S t / tau)) of docs/theory.md 4.3, up to one time constant tau fitted on
 skill 1 only. Variants (``phenomenon.variant``): ``time`` (online SGD), ``data`` (a fixed set of D samples,
 ``sweep.grid`` over ``task.n_train``) and ``params`` (hidden width N, ``sweep.grid`` over ``model.width``), each
-with its scaling law (SCIENCE.md 4.5, 4.6).
+with its scaling law (docs/theory.md 4.5, 4.6).
 
 Voices (DESIGN.md):
 
 - real / twin (per sweep point): ``skill_k`` = R_k/S, the centred projection of the output on skill k's parity on a
-  fixed per-skill probe set, and ``skill_mse_k`` (SCIENCE.md 4.8; :func:`observe`). The twin is linear in the
+  fixed per-skill probe set, and ``skill_mse_k`` (docs/theory.md 4.8; :func:`observe`). The twin is linear in the
   input and cannot represent a parity, so its R_k stays ~0 (a finding, reported as ``twin_max_skill``).
 - theory: ``linear_models.skills``, from the task's p_k, S and R_0 = init^2 / r0_divisor (the authors' match to the
-  measured initial strength, SCIENCE.md 4.3). :func:`predict` gives the bare model at init (tau = 1, D_c = N_c = 1);
+  measured initial strength, docs/theory.md 4.3). :func:`predict` gives the bare model at init (tau = 1, D_c = N_c = 1);
   :func:`calibrate` then fits the one constant (tau, D_c or N_c) on skill 1 and predicts skills 2..n_s.
 - control (time variant): ``real:control=shuffled_control``, the same initial net trained on the task whose control
   bits are drawn independently of the skill that sets the target (no ordered emergence).
 
 Time: t = time_factor * lr * step, with time_factor = 2 for ``train.loss=mse_mean`` (torch's MSELoss, the published
-setup; SCIENCE.md 2.2). Scores, criteria and controls: :mod:`comparisons.emergence.scores`; figures:
+setup; docs/theory.md 2.2). Scores, criteria and controls: :mod:`comparisons.emergence.scores`; figures:
 :mod:`comparisons.emergence.figures`.
 """
 
@@ -56,7 +56,7 @@ SWEPT = {"data": "task.n_train", "params": "model.width"}  # the one sweep key o
 
 @torch.no_grad()
 def observe(member: Member, step: int) -> dict[str, float]:
-    """R_k/S (``skill_k``) and the per-skill torch-mean MSE (``skill_mse_k``) on the task's probe sets (SCIENCE.md 4.8).
+    """R_k/S (``skill_k``) and the per-skill torch-mean MSE (``skill_mse_k``) on the probe sets (docs/theory.md 4.8).
 
     Args:
         member: A member whose task carries ``meta["probes"]`` (list over k of x_k (M, d), g_k (M,) in {-1, +1})
@@ -86,7 +86,7 @@ def predict(cfg: RunCfg, members: list[Member]) -> Prediction:
         Prediction: curves ``theory`` (time variant: R_k/S on the eval grid with tau = 1) or ``theory:<point>``
         (data/params: the final R_k/S of the basic model, 1 - (1 - p_k)^D or 1[k <= N]); numbers ``variant``, ``p``,
         ``alpha``, ``S``, ``R0``, ``lr``, ``time_factor``, ``steps``, ``points`` (label -> swept value) and
-        ``exponents`` (SCIENCE.md 4.6).
+        ``exponents`` (docs/theory.md 4.6).
     """
     kn = knobs(cfg)
     real = [m for m in members if m.role == "real" and "control" not in m.point]

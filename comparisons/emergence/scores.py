@@ -1,4 +1,4 @@
-"""Scores, criteria, verdict and negative controls of an emergence run (SCIENCE.md 4.3-4.6).
+"""Scores, criteria, verdict and negative controls of an emergence run (docs/theory.md 4.3-4.6).
 
 Time variant (members ``real``, ``twin``, ``real:control=shuffled_control``, ``theory``), with n_s skills:
 
@@ -8,7 +8,7 @@ Time variant (members ``real``, ``twin``, ``real:control=shuffled_control``, ``t
   ln(t_obs/t_pred). A skill predicted to emerge inside the run that never does gets the lower bound
   ln(last step / t_pred). ``log_ratio_mae``: mean |log_ratio_k| over skills 2..n_s.
 - ``slope`` [``slope_lo``, ``slope_hi``]: least-squares slope of ln t_k against ln p_k over the skills that
-  emerged, with its 95% t-interval (predicted -1, SCIENCE.md 4.4); ``slope_error`` = |slope + 1|, NaN when fewer
+  emerged, with its 95% t-interval (predicted -1, docs/theory.md 4.4); ``slope_error`` = |slope + 1|, NaN when fewer
   than ``min_emerged`` skills emerged. Seed aggregation gives the interval over seeds.
 - ``sharpness_obs`` / ``sharpness_pred``: rise width (R_k/S from 0.1 to 0.9) over half-time, mean over skills
   (for the logistic: 2 ln 9 / ln(S/R_0 - 1), independent of tau).
@@ -52,8 +52,8 @@ from comparisons.engine.phenomenon import Outcome, Prediction
 DEFAULTS: dict[str, Any] = {
     "variant": "time",  # time | data | params
     "controls": True,  # time variant: train the shuffled-control real net
-    "level": 0.5,  # emergence: R_k/S crosses this (SCIENCE.md 4.4)
-    "r0_divisor": 3.6,  # R_k(0) = init^2 / 3.6, the authors' match to the measured strength (SCIENCE.md 4.3)
+    "level": 0.5,  # emergence: R_k/S crosses this (docs/theory.md 4.4)
+    "r0_divisor": 3.6,  # R_k(0) = init^2 / 3.6, the authors' match to the measured strength (docs/theory.md 4.3)
     "min_emerged": 3,  # skills needed for a slope
     "rmse_max": 0.15,  # verdict thresholds (module docstring)
     "log_ratio_max": 0.405,

@@ -16,7 +16,7 @@ from linear_models import skills
 
 
 def calibrate(prediction: Prediction, observed: pd.DataFrame, p: list[float] | None = None) -> Prediction:
-    """Fit the one constant on skill 1 of the real net and return the calibrated prediction (SCIENCE.md 4.3, 4.5).
+    """Fit the one constant on skill 1 of the real net and return the calibrated prediction (docs/theory.md 4.3, 4.5).
 
     - time: tau in R_k/S = 1/(1 + (S/R0 - 1) exp(-2 p_k S t / tau)), least squares over skill 1's curve;
     - data: D_c in R_k/S = 1 - sqrt(max(0, 1 - D p_k / D_c)) (the authors' curve), over skill 1's final values;
@@ -86,7 +86,7 @@ def fit_tau_r0(steps: np.ndarray, r1: np.ndarray, nums: dict[str, Any], tau0: fl
 
 
 def theory_time_values(steps: np.ndarray, nums: dict[str, Any], tau: float) -> np.ndarray:
-    """R_k/S of the multilinear model at the given steps with time constant tau, (T, n_s), float64 (SCIENCE.md 4.3)."""
+    """R_k/S of the multilinear model at the given steps, time constant tau, (T, n_s) float64 (docs/theory.md 4.3)."""
     if not (math.isfinite(tau) and tau > 0):
         return np.full((len(steps), len(nums["p"])), np.nan)
     lr_eff = nums["time_factor"] * nums["lr"] / tau
@@ -97,8 +97,8 @@ def theory_time_values(steps: np.ndarray, nums: dict[str, Any], tau: float) -> n
 def theory_time(steps: np.ndarray, nums: dict[str, Any], tau: float) -> pd.DataFrame:
     """Theory rows (member ``theory``) of ``skill_k`` = R_k/S and ``test_loss`` in the run's loss units.
 
-    The loss is 1/2 sum_k p_k (S - R_k)^2 (SCIENCE.md 4.2) times ``time_factor`` (2 for torch's mean MSE with one
-    output, SCIENCE.md 2.2), i.e. the population loss the real net's ``test_loss`` estimates.
+    The loss is 1/2 sum_k p_k (S - R_k)^2 (docs/theory.md 4.2) times ``time_factor`` (2 for torch's mean MSE with one
+    output, docs/theory.md 2.2), i.e. the population loss the real net's ``test_loss`` estimates.
     """
     r = theory_time_values(steps, nums, tau)  # (T, n_s)
     p, s = np.asarray(nums["p"]), nums["S"]
@@ -128,7 +128,7 @@ def _theory_final(nums: dict[str, Any], const: float | None) -> pd.DataFrame:
     """Theory rows ``theory:<point>`` at the last step: final R_k/S and the loss 1/2 S^2 sum_k p_k (1 - R_k/S)^2.
 
     ``const`` None gives the basic model (1 - (1 - p_k)^D, or one skill per neuron, 1[k <= N]); a number gives the
-    calibrated curve with D_c or N_c = const. The loss is in the run's units (times ``time_factor``, SCIENCE.md 2.2).
+    calibrated curve with D_c or N_c = const. The loss is in run units (times ``time_factor``, docs/theory.md 2.2).
     """
     x = np.array(list(nums["points"].values()), dtype=np.float64)
     p, s = np.asarray(nums["p"]), nums["S"]

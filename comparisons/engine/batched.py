@@ -35,7 +35,7 @@ def batched_loss(name: str, out: torch.Tensor, y: torch.Tensor, labels: torch.Te
     """``train.loss_fn`` of K members at once.
 
     Args:
-        name: "mse" (1/(2B) sum ||f - y||^2, SCIENCE.md 2.2), "mse_mean" (torch's mean MSE) or "ce".
+        name: "mse" (1/(2B) sum ||f - y||^2, docs/theory.md 2.2), "mse_mean" (torch's mean MSE) or "ce".
         out: Outputs, (K, B, c).
         y: Targets, (B, c) shared or (K, B, c).
         labels: Class labels, (B,) shared or (K, B); only for "ce".

@@ -64,12 +64,12 @@ def eval_steps(steps: int, n: int, grid: str = "log") -> list[int]:
 
 
 def time_factor(loss: str, out_dim: int) -> float:
-    """t = factor * lr * step (SCIENCE.md 2.2): torch's mean MSE runs the suite's flow at 2/c the speed."""
+    """t = factor * lr * step (docs/theory.md 2.2): torch's mean MSE runs the suite's flow at 2/c the speed."""
     return 2.0 / out_dim if loss == "mse_mean" else 1.0
 
 
 def loss_fn(name: str, out: torch.Tensor, y: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-    """The training loss: "mse" = 1/(2N) sum_n ||f - y||^2 (SCIENCE.md 2.2), "mse_mean" = torch mean MSE, "ce"."""
+    """The training loss: "mse" = 1/(2N) sum_n ||f - y||^2 (docs/theory.md 2.2), "mse_mean" = torch mean MSE, "ce"."""
     if name == "ce":
         return F.cross_entropy(out, labels)
     if name == "mse_mean":

@@ -1,11 +1,11 @@
-"""Empirical neural tangent kernel of any ``nn.Module`` and the kernel distance (SCIENCE.md 2.6, 3.3, 5.5).
+"""Empirical neural tangent kernel of any ``nn.Module`` and the kernel distance (docs/theory.md 2.6, 3.3, 5.5).
 
 The empirical NTK on a probe batch x_1..x_N of a network f: R^d -> R^c with parameters theta is
 
     K[(i, n), (j, m)] = sum_p  d f_i(x_n) / d theta_p  *  d f_j(x_m) / d theta_p          (cN x cN)
 
 stored output-major: row ``i * N + n`` is output i at sample n, so K = I_c (x) A + G (x) B for the two-layer
-linear net of SCIENCE.md 3.3 (Kronecker factor over outputs outside). Jacobians come from ``torch.func``
+linear net of docs/theory.md 3.3 (Kronecker factor over outputs outside). Jacobians come from ``torch.func``
 (``functional_call`` + ``vmap`` + ``jacrev``), chunked over samples so that only a few (chunk, c, P) blocks live
 in memory at once; the Gram products run in float64. The kernel distance is Fort et al. 2020, arXiv:2010.15110:
 KD(K0, K1) = 1 - <K0, K1>_F / (||K0||_F ||K1||_F).
@@ -45,7 +45,7 @@ def jacobian(model: nn.Module, x: torch.Tensor, chunk_size: int = 32) -> torch.T
 def empirical_ntk(
     model: nn.Module, x: torch.Tensor, chunk_size: int = 32, max_bytes: int = DEFAULT_MAX_BYTES
 ) -> torch.Tensor:
-    """Full empirical NTK on a probe batch, output-major (SCIENCE.md 2.6, 3.3, 5.5).
+    """Full empirical NTK on a probe batch, output-major (docs/theory.md 2.6, 3.3, 5.5).
 
     Memory: the Jacobian blocks of all chunks are kept when N * c * P numbers fit in ``max_bytes``; otherwise each
     off-diagonal block K_ab = J_a J_b^T recomputes J_b (time grows with the number of chunks, memory does not).
@@ -96,7 +96,7 @@ def empirical_ntk(
 
 
 def summed_logit_ntk(model: nn.Module, x: torch.Tensor, chunk_size: int = 32) -> torch.Tensor:
-    """The cheaper summed-logit kernel: the NTK of g(x) = sum_i f_i(x) (SCIENCE.md 5.5; report it as such).
+    """The cheaper summed-logit kernel: the NTK of g(x) = sum_i f_i(x) (docs/theory.md 5.5; report it as such).
 
     It equals the sum over output blocks of the full kernel, sum_ij K[(i, n), (j, m)], at 1/c of the memory.
 
@@ -114,7 +114,7 @@ def summed_logit_ntk(model: nn.Module, x: torch.Tensor, chunk_size: int = 32) ->
 
 
 def kernel_distance(k0: torch.Tensor, k1: torch.Tensor) -> float:
-    """Kernel distance of Fort et al. 2020 (arXiv:2010.15110; SCIENCE.md 2.6), computed in float64.
+    """Kernel distance of Fort et al. 2020 (arXiv:2010.15110; docs/theory.md 2.6), computed in float64.
 
     KD = 1 - <K0, K1>_F / (||K0||_F ||K1||_F). Scale-free; in [0, 1] for PSD kernels (general range [0, 2]).
 

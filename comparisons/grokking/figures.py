@@ -1,9 +1,9 @@
 """Figures of a grokking run, drawn from its saved files only (curves.csv, summary.json, config.yaml).
 
-- ``grokking_accuracy``: the paper's MNIST format (SCIENCE.md 6.4): train and test accuracy against log steps, one
+- ``grokking_accuracy``: the paper's MNIST format (docs/theory.md 6.4): train and test accuracy against log steps, one
   panel per point (real solid, twin dashed), with t_fit, t_gen and the predicted onset t_fit + delay marked.
-- ``grokking_ratio``: Sigma(t)/S observed against the pure-weight-decay prediction (SCIENCE.md 6.3), and the
-  kernel distance to the step-0 NTK (SCIENCE.md 2.6), per point, real nets.
+- ``grokking_ratio``: Sigma(t)/S observed against the pure-weight-decay prediction (docs/theory.md 6.3), and the
+  kernel distance to the step-0 NTK (docs/theory.md 2.6), per point, real nets.
 - ``grokking_delay_law``: the observed ``law_observable`` (t_gen, or the delay) against 1/(lr wd) and against
   ln(init scale), with the predicted t_grok and its band (c within a factor ``band_factor``, and the spread of
   Sigma_0/S over replicates); censored runs drawn at their lower bound as open triangles. Only when an axis is
@@ -175,7 +175,7 @@ def _law(plt, wide, info, timing, kn):
             ax.set_xscale("linear")
         ax.legend(fontsize=6, title="line: predicted, band: c×[1/f, f] & seeds", title_fontsize=6)
     fig.suptitle(
-        "Delay law: t_grok ~ ln(Σ0/(c S)) / (2 lr wd) (SCIENCE.md 6.3); open triangles: censored (lower bound)"
+        "Delay law: t_grok ~ ln(Σ0/(c S)) / (2 lr wd) (docs/theory.md 6.3); open triangles: censored (lower bound)"
     )
     fig.tight_layout()
     return fig

@@ -1,15 +1,15 @@
-"""Pure observables and scores of the grokking comparison (SCIENCE.md 6): timing, weights, ratio, fits.
+"""Pure observables and scores of the grokking comparison (docs/theory.md 6): timing, weights, ratio, fits.
 
 Everything here is a pure function of arrays or of a model's weights (no I/O, no state), so the phenomenon module
 ``comparisons/grokking.py`` stays a thin layer and the tests can check each number on constructed input.
 
 - Timing: t_fit, t_gen and the delay from accuracy curves, with right-censoring (a run that never generalises
   within its budget has no t_gen and no delay, only a lower bound on the delay).
-- Weights: the weight matrices of a net in forward order, their norms, the relative weight change (SCIENCE.md 2.7)
+- Weights: the weight matrices of a net in forward order, their norms, the relative weight change (docs/theory.md 2.7)
   and the effective rank of the first layer (Roy & Vetterli 2007).
-- The weight-to-target ratio Sigma_0/S of a deep net (SCIENCE.md 2.3, 6.2), see :func:`sigma_weights`.
+- The weight-to-target ratio Sigma_0/S of a deep net (docs/theory.md 2.3, 6.2), see :func:`sigma_weights`.
 - Scores: the confusion table of predicted vs observed "delayed generalisation", and a least-squares slope with
-  group-wise intercepts (observed delay against 1/(lr wd) or ln(init scale), SCIENCE.md 6.3).
+  group-wise intercepts (observed delay against 1/(lr wd) or ln(init scale), docs/theory.md 6.3).
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def observed_delayed(
     - ``log_ratio``: log10(t_gen / max(t_fit, 1)) in decades (scale-free: one threshold serves every lr * wd).
     - ``steps``: t_gen - t_fit.
     - ``efolds``: (t_gen - t_fit) * rate with rate = 2 lr wd, the e-folds by which decoupled weight decay alone
-      shrinks Sigma over the delay (SCIENCE.md 6.3): the law predicts ln(Sigma_0/(c S)) of them.
+      shrinks Sigma over the delay (docs/theory.md 6.3): the law predicts ln(Sigma_0/(c S)) of them.
 
     A censored run that fitted counts as delayed when its gap at the budget already exceeds the threshold; a run
     that never fits is None, and so is ``efolds`` without a rate (no decoupled weight decay).
@@ -136,7 +136,7 @@ def weight_layers(model: nn.Module) -> list[tuple[str, torch.Tensor, int]]:
 
     Linear, Embedding and Conv layers count; biases, positional embeddings and norms do not. m_l is the layer's
     input size (fan-in; an Embedding's vocabulary) except for the classifier (``model.get_classifier()``, else the
-    last Linear), whose m_L is its output size: the input-side and output-side mode strengths of SCIENCE.md 3.3.
+    last Linear), whose m_L is its output size: the input-side and output-side mode strengths of docs/theory.md 3.3.
 
     Args:
         model: Any net (the real one or its twin: same modules, same names).
@@ -171,9 +171,9 @@ def sigma_weights(model: nn.Module) -> float:
 
     over the L weight matrices of :func:`weight_layers`. For f = W2 W1 x with W1 (h x d), W2 (c x h) this is
     (||W1||^2/d + ||W2||^2/c)/2, the mean over random input/output directions of the mode's (a^2 + b^2)/2, and for
-    d = c = 1 exactly Sigma = sum_i (a_i^2 + b_i^2)/2 of the toy (SCIENCE.md 2.3, 6.2, Z = 1). It is quadratic in
-    the weights (so it shrinks as exp(-2 lr wd step) under decoupled weight decay, SCIENCE.md 6.3) and linear in
-    the output scale (Z -> Z/alpha, SCIENCE.md 6.2 "four knobs").
+    d = c = 1 exactly Sigma = sum_i (a_i^2 + b_i^2)/2 of the toy (docs/theory.md 2.3, 6.2, Z = 1). It is quadratic in
+    the weights (so it shrinks as exp(-2 lr wd step) under decoupled weight decay, docs/theory.md 6.3) and linear in
+    the output scale (Z -> Z/alpha, docs/theory.md 6.2 "four knobs").
 
     Args:
         model: The net at the step of interest.
@@ -192,7 +192,7 @@ def sigma_ntk(model: nn.Module, x: torch.Tensor) -> float:
         Sigma = tr(K) / (2 N c m2),   tr(K) = sum_{n,i} ||d f_i(x_n) / d theta||^2,   m2 = mean_n ||x_n||^2
 
     For the toy K(x, x) = 2 Sigma x^2 (Z = 1); for a two-layer linear net on whitened inputs this equals
-    :func:`sigma_weights` (SCIENCE.md 3.3). It mixes the clock with the ratio (an output scale alpha enters as
+    :func:`sigma_weights` (docs/theory.md 3.3). It mixes the clock with the ratio (an output scale alpha enters as
     alpha^2), hence not the default. Token inputs count as one-hot vectors (m2 = T).
 
     Args:
@@ -223,7 +223,7 @@ def target_strength(x: torch.Tensor, y: torch.Tensor, vocab: int | None = None) 
         S = sqrt(mean_n ||y_n||^2 / c) / sqrt(mean_n ||x_n||^2 / d)
 
     For y = S x on whitened scalar input this is S; scaling the input by c gives S/c, the "input knob" of
-    SCIENCE.md 6.2; scaling the one-hot targets by m gives m S. Token inputs (long (N, T)) count as T one-hot
+    docs/theory.md 6.2; scaling the one-hot targets by m gives m S. Token inputs (long (N, T)) count as T one-hot
     vectors over ``vocab``, so the rms per coordinate is 1/sqrt(vocab).
 
     Args:
@@ -247,7 +247,7 @@ def target_strength(x: torch.Tensor, y: torch.Tensor, vocab: int | None = None) 
 
 @torch.no_grad()
 def initial_output(f0: torch.Tensor, y: torch.Tensor, strength: float) -> float:
-    """S_0, the initial output coefficient along the target (SCIENCE.md 6.2): S * <F0c, Yc>_F / ||Yc||_F^2.
+    """S_0, the initial output coefficient along the target (docs/theory.md 6.2): S * <F0c, Yc>_F / ||Yc||_F^2.
 
     F0c and Yc are centred over samples (per output), so a constant output offset, which projects onto the mean
     1/c of one-hot targets (large in a deep linear twin whose biases pass through big weights), does not count as
@@ -283,7 +283,7 @@ def weight_norms(layers: Sequence[tuple[str, torch.Tensor, int]]) -> tuple[float
 
 @torch.no_grad()
 def relative_change(now: Sequence[torch.Tensor], init: Sequence[torch.Tensor]) -> tuple[float, list[float]]:
-    """RWC of all tensors together and per tensor (SCIENCE.md 2.7): ||W(t) - W(0)|| / ||W(0)||.
+    """RWC of all tensors together and per tensor (docs/theory.md 2.7): ||W(t) - W(0)|| / ||W(0)||.
 
     Args:
         now: Current tensors.

@@ -1,15 +1,15 @@
-"""Grokking (SCIENCE.md 6): delayed generalisation as a lazy-to-rich transition set by the weight-to-target ratio.
+"""Grokking (docs/theory.md 6): delayed generalisation as a lazy-to-rich transition set by the weight-to-target ratio.
 
 Claim under test (the paper, arXiv:2502.21009, section 7; Kumar et al. 2023, arXiv:2310.06110): a large Sigma_0/S
 puts early training in the lazy regime, the net memorises with its initial features, and generalises only once
-(decoupled) weight decay has shrunk Sigma to about S, after ln(Sigma_0/(c S)) / (2 lr wd) steps (SCIENCE.md 6.3).
+(decoupled) weight decay has shrunk Sigma to about S, after ln(Sigma_0/(c S)) / (2 lr wd) steps (docs/theory.md 6.3).
 
 Voices (DESIGN.md):
 
 - real / twin, per sweep point: train/test accuracy (the trainer's), and from :func:`observe` the weight norms
-  (``wnorm``, ``wnorm_<l>``), relative weight change (``rwc``, ``rwc_<l>``, SCIENCE.md 2.7), Sigma(t) and Sigma(t)/S
+  (``wnorm``, ``wnorm_<l>``), relative weight change (``rwc``, ``rwc_<l>``, docs/theory.md 2.7), Sigma(t) and Sigma(t)/S
   (``sigma``, ``ratio``), the effective rank of the first layer (``erank1``) and, on a subset of eval steps, the
-  kernel distance to the step-0 empirical NTK on a fixed probe batch (``kd``, SCIENCE.md 2.6, 5.5).
+  kernel distance to the step-0 empirical NTK on a fixed probe batch (``kd``, docs/theory.md 2.6, 5.5).
 - theory, per point, from the members at init (:func:`predict`): Sigma_0, S, S_0 (definitions in
   :mod:`comparisons.grokking.metrics`; ``phenomenon.ratio_definition`` = ``weights`` | ``ntk``), the toy model's
   gamma_+ and its lazy/rich call, the predicted delay (``linear_models.grokking``), and the curve
@@ -95,7 +95,7 @@ def observe(member: Member, step: int) -> dict[str, float]:
 
 
 def predict(cfg: RunCfg, members: list[Member]) -> Prediction:
-    """Ratio, gamma_+, lazy/rich call and predicted delay of every member at init (SCIENCE.md 6.2, 6.3).
+    """Ratio, gamma_+, lazy/rich call and predicted delay of every member at init (docs/theory.md 6.2, 6.3).
 
     Also fills ``member.state["grok"]`` (init weights, probe batch and its NTK, S) for :func:`observe`.
 
@@ -180,9 +180,9 @@ def _member_prediction(m: Member, st: dict[str, Any], kn: dict[str, Any], optim:
     gamma = float(gamma_plus(sigma0, s0c, s))
     lr, wd = float(optim.lr), float(optim.weight_decay)
     decoupled = optim.name == "adamw" or (optim.name == "sgd" and not optim.nesterov)
-    lr_eff = lr / (1.0 - optim.momentum) if optim.name == "sgd" else lr  # heavy ball: lr/(1-beta) (SCIENCE.md 6.3)
+    lr_eff = lr / (1.0 - optim.momentum) if optim.name == "sgd" else lr  # heavy ball: lr/(1-beta) (docs/theory.md 6.3)
     if not decoupled:
-        pred_delay = None  # Adam with coupled L2: the law does not apply (SCIENCE.md 6.3)
+        pred_delay = None  # Adam with coupled L2: the law does not apply (docs/theory.md 6.3)
     elif wd == 0.0:
         pred_delay = math.inf if ratio > kn["c"] else 0.0
     else:
@@ -246,7 +246,7 @@ def _init_state(member: Member, kn: dict[str, Any], ntk_steps: list[int]) -> dic
 
 
 def _kernel(model: torch.nn.Module, x: torch.Tensor, outputs: str) -> torch.Tensor:
-    """The probe-batch NTK: full (cN x cN, output-major) or the summed-logit (N x N) variant (SCIENCE.md 5.5)."""
+    """The probe-batch NTK: full (cN x cN, output-major) or the summed-logit (N x N) variant (docs/theory.md 5.5)."""
     return full_ntk(model, x) if outputs == "full" else summed_logit_ntk(model, x)
 
 

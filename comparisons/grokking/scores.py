@@ -1,4 +1,4 @@
-"""Scores, verdict and negative controls of the grokking comparison (SCIENCE.md 6; issue 4 "Scores").
+"""Scores, verdict and negative controls of the grokking comparison (docs/theory.md 6; issue 4 "Scores").
 
 Per member, from the saved curves: t_fit, t_gen, the delay t_gen - t_fit, censoring (:func:`grok_timing`).
 
@@ -47,8 +47,8 @@ DEFAULTS: dict[str, Any] = {
     "fit_threshold": 0.99,  # t_fit: train accuracy (issue 4)
     "gen_threshold": 0.95,  # t_gen: test accuracy (issue 4 default; MNIST-1000 presets lower it)
     "ratio_definition": "weights",  # weights | ntk (comparisons/grokking_metrics.py)
-    "ratio_threshold": 1.0,  # predicted delayed when Sigma_0/S > this (SCIENCE.md 6.3: "near zero below ~1")
-    "c": 1.0,  # delay-law intercept: rich dynamics start at Sigma ~ c S (SCIENCE.md 6.3)
+    "ratio_threshold": 1.0,  # predicted delayed when Sigma_0/S > this (docs/theory.md 6.3: "near zero below ~1")
+    "c": 1.0,  # delay-law intercept: rich dynamics start at Sigma ~ c S (docs/theory.md 6.3)
     "delay_measure": "efolds",  # efolds: delay * 2 lr wd | log_ratio: log10(t_gen/t_fit) | steps: t_gen - t_fit
     "delay_threshold": 2.0,  # observed delayed above this (e-folds, decades or steps)
     "ntk_probe": 32,  # probe inputs (first training samples) for the empirical NTK
@@ -161,7 +161,7 @@ def scaling(
     """Score (b) on one axis (``inv_lrwd`` or ``log_init``): observed and predicted slopes, R^2, ratio, sign.
 
     The observable is ``t_gen`` (the law's t_grok counts from init: weight decay shrinks Sigma from step 0,
-    SCIENCE.md 6.3) or ``delay`` = t_gen - t_fit (the same when t_fit << t_gen; smaller when a large init also slows
+    docs/theory.md 6.3) or ``delay`` = t_gen - t_fit (the same when t_fit << t_gen; smaller when a large init also slows
     the fit).
 
     Runs are grouped by every sweep coordinate except the axis's own keys and the replicate keys (so seeds pool

@@ -1,6 +1,6 @@
 """The paper's Fig. 6 grids: KD maps of 2-layer linear nets over imbalance x weight-to-target ratio.
 
-SCIENCE.md 5.2 (Fig. 6a: lambda-balanced, in = hidden = out = 2, whitened X) and 5.3 (Fig. 6b: zero-output
+docs/theory.md 5.2 (Fig. 6a: lambda-balanced, in = hidden = out = 2, whitened X) and 5.3 (Fig. 6b: zero-output
 unbalanced, in = hidden = 20, out = 2, raw Gaussian X with N = 10 < d). One draw of (X, Y) serves the whole grid,
 each cell gets a fresh init and the target Y / scale. Two voices per cell:
 
@@ -66,7 +66,7 @@ class Fig6Grid:
 
 
 def make_grid(spec: dict[str, Any], seed: int) -> Fig6Grid:
-    """Draw the data and the per-cell inits of a Fig. 6 grid (SCIENCE.md 5.2, 5.3).
+    """Draw the data and the per-cell inits of a Fig. 6 grid (docs/theory.md 5.2, 5.3).
 
     Args:
         spec: ``phenomenon.fig6``: ``init`` (balanced | zero_output), ``d``, ``h``, ``c``, ``n_samples``,
@@ -113,7 +113,7 @@ def gd_two_layer(
     """Full-batch GD of a whole batch of 2-layer linear nets as one batched torch model, in float64.
 
     The step of ``linear_models.two_layer.simulate_two_layer`` (E = W2 W1 Sxx - Syx, W1 -= lr W2^T E,
-    W2 -= lr E W1^T; SCIENCE.md 2.2), written with in-place batched matmuls so that it runs on ``device`` (CUDA
+    W2 -= lr E W1^T; docs/theory.md 2.2), written with in-place batched matmuls so that it runs on ``device`` (CUDA
     when available) and about twice as fast as the numpy reference on one CPU core; tests check the two agree.
 
     Args:
@@ -147,7 +147,7 @@ def gd_two_layer(
 
 
 def simulate_kd(grid: Fig6Grid, lr: float, steps: int, device: torch.device | str = "cpu") -> dict[str, np.ndarray]:
-    """GD of every cell at once (:func:`gd_two_layer`); KD(K_0, K_steps) on the training inputs (SCIENCE.md 2.6, 3.3).
+    """GD of every cell at once (:func:`gd_two_layer`); KD(K_0, K_steps) on the train inputs (docs/theory.md 2.6, 3.3).
 
     Returns:
         ``kd`` (R, C), ``loss0`` and ``loss`` (R, C): the training loss (target Y / scale) at step 0 and the end.
@@ -227,7 +227,7 @@ def train_fig6(
 
 
 def _loss(w1: np.ndarray, w2: np.ndarray, grid: Fig6Grid) -> np.ndarray:
-    """L = 1/(2N) sum_n ||W2 W1 x_n - y_n||^2 per cell (SCIENCE.md 2.2), (R, C)."""
+    """L = 1/(2N) sum_n ||W2 W1 x_n - y_n||^2 per cell (docs/theory.md 2.2), (R, C)."""
     f = np.einsum("...ch,...hd,nd->...nc", w2, w1, grid.x)
     return 0.5 * np.sum((f - grid.targets) ** 2, axis=(-2, -1)) / grid.x.shape[0]
 

@@ -1,6 +1,6 @@
 """Figures of the lazy/rich phenomenon, drawn from a saved run dir only (curves.csv + summary.json + config.yaml).
 
-- ``lazy_rich_fig6``: simulation | theory | theory - simulation heatmaps of log10(KD + 1e-6) (SCIENCE.md 2.6, 5.2-5.4).
+- ``lazy_rich_fig6``: simulation | theory | theory - simulation maps of log10(KD + 1e-6) (docs/theory.md 2.6, 5.2-5.4).
 - ``lazy_rich_maps``: per facet, theory | twin | real heatmaps and a predicted-vs-real scatter.
 
 Colour: viridis (colour-blind safe), floor -6 as in the paper's Fig. 6 code; differences use the diverging PuOr.

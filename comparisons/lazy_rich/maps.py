@@ -1,4 +1,4 @@
-"""Pure metrics and scores of the lazy/rich phenomenon (SCIENCE.md 2.6, 2.7, 5.4, 5.5). No I/O, no state.
+"""Pure metrics and scores of the lazy/rich phenomenon (docs/theory.md 2.6, 2.7, 5.4, 5.5). No I/O, no state.
 
 A *KD map* is a 2-D float64 array of log10(KD + floor) over a grid: rows are the imbalance axis (lambda, or the
 layer-scale ratio r of an MLP), columns the weight-to-target-ratio axis (scale, init multiplier or target scale),
@@ -18,11 +18,11 @@ import math
 import numpy as np
 from scipy import stats
 
-KD_FLOOR = 1e-6  # plots and maps use log10(KD + 1e-6), as the Fig. 6 code does (SCIENCE.md 2.6)
+KD_FLOOR = 1e-6  # plots and maps use log10(KD + 1e-6), as the Fig. 6 code does (docs/theory.md 2.6)
 
 
 def log_kd(kd: np.ndarray | float, floor: float = KD_FLOOR) -> np.ndarray:
-    """log10(KD + floor), float64 (SCIENCE.md 2.6): the colour of the Fig. 6 maps, floor -6."""
+    """log10(KD + floor), float64 (docs/theory.md 2.6): the colour of the Fig. 6 maps, floor -6."""
     return np.log10(np.asarray(kd, dtype=np.float64) + floor)
 
 
@@ -169,7 +169,7 @@ def control_scores(
 
 
 def relative_change(w: np.ndarray, w0: np.ndarray) -> float:
-    """RWC = ||W - W0||_F / ||W0||_F (SCIENCE.md 2.7), float64; NaN if W0 = 0."""
+    """RWC = ||W - W0||_F / ||W0||_F (docs/theory.md 2.7), float64; NaN if W0 = 0."""
     a, b = np.asarray(w, dtype=np.float64), np.asarray(w0, dtype=np.float64)
     n0 = np.linalg.norm(b)
     return float(np.linalg.norm(a - b) / n0) if n0 > 0 else math.nan
@@ -179,7 +179,7 @@ def effective_rank(m: np.ndarray) -> float:
     """Entropy effective rank exp(H(p)), p = sigma / sum(sigma) (Roy & Vetterli 2007) of a matrix.
 
     Conv kernels (out, in, k, k) are reshaped to (out, in k k). 1 for a rank-one change, min(shape) for a flat
-    spectrum; rich learning of a low-rank target gives a low-rank weight change (SCIENCE.md 5.5).
+    spectrum; rich learning of a low-rank target gives a low-rank weight change (docs/theory.md 5.5).
 
     Args:
         m: Matrix (or tensor with >= 2 dims), float.
@@ -198,7 +198,7 @@ def effective_rank(m: np.ndarray) -> float:
 
 
 def curve_shape(t: np.ndarray, loss: np.ndarray) -> dict[str, float]:
-    """Shape of a loss curve: sharpness ratio and exponential-vs-sigmoidal fit (SCIENCE.md 5.5).
+    """Shape of a loss curve: sharpness ratio and exponential-vs-sigmoidal fit (docs/theory.md 5.5).
 
     Progress p(t) = (L(0) - L(t)) / (L(0) - L_end), monotone-cleaned (running max). With t10, t50, t90 the times
     at which p reaches 0.1, 0.5, 0.9 (linear interpolation), the sharpness ratio is (t90 - t10) / t50:

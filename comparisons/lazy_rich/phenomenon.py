@@ -1,8 +1,8 @@
-"""Lazy vs rich regimes: the KD map over imbalance x weight-to-target ratio (SCIENCE.md 2.6, 2.7, 5; arXiv:2502.21009).
+"""Lazy vs rich: the KD map over imbalance x weight-to-target ratio (docs/theory.md 2.6, 2.7, 5; arXiv:2502.21009).
 
 Two modes, chosen by ``phenomenon.mode``:
 
-- ``fig6`` (Fig. 6a / 6b of the paper, SCIENCE.md 5.2-5.4): a grid of 2-layer linear nets trained as one batched
+- ``fig6`` (Fig. 6a / 6b of the paper, docs/theory.md 5.2-5.4): a grid of 2-layer linear nets trained as one batched
   model, against the gradient-flow theory of ``linear_models.two_layer`` (comparisons/lazy_rich_fig6.py).
 - ``pair``: the generic matched pairs (real MLP or small ResNet + its layerwise linear twin) over ``sweep.grid``,
   with the 2-layer linear theory at each point's measured init: the exact gradient flow of f = W2 W1 x for 2-layer
@@ -19,8 +19,8 @@ Verdict: ``Outcome.criteria`` (thresholds in ``conf/phenomenon/lazy_rich.yaml``)
 "disagree" when one fails, "inconclusive" when a score is NaN (``comparisons.engine.aggregate.verdict_from_intervals``).
 
 - fig6: theory vs simulation Spearman >= ``agree_spearman_fig6`` and max |d log10 KD| <= ``agree_maxdiff_fig6``;
-  both maps obey the SCIENCE.md 5.4 oracle: lazy and rich fractions >= ``oracle_frac``, wedge >= ``oracle_wedge_min``
-  decades.
+  both maps obey the docs/theory.md 5.4 oracle: lazy and rich fractions >= ``oracle_frac``, wedge >=
+  ``oracle_wedge_min`` decades.
 - pair: the better of theory and twin (``best_vs_real_*``) has Spearman vs real >= ``agree_spearman`` and its
   boundary distance (first level) <= ``agree_boundary`` decades of Sigma_0/S.
 """
@@ -273,7 +273,7 @@ def _score_fig6(curves: pd.DataFrame, numbers: dict[str, Any], k: dict[str, Any]
 
 
 def oracle_checks(log_map: np.ndarray, lam: np.ndarray, scale: np.ndarray, oracle: dict[str, Any]) -> dict[str, float]:
-    """The SCIENCE.md 5.4 pattern on one log10 KD map (rows lambda, columns scale).
+    """The docs/theory.md 5.4 pattern on one log10 KD map (rows lambda, columns scale).
 
     ``oracle`` holds ``lazy``: regions (``abs_lambda_min``, ``scale_min``) where KD <= ``lazy_kd``; ``rich``: regions
     (``abs_lambda_max``, ``scale_max``) where KD >= ``rich_kd``; ``wedge``: ``center_abs_lambda_max``,

@@ -1,10 +1,10 @@
 """Theory voice of the lazy/rich real side: a lambda-balanced 2-layer linear net at the measured lambda and ratio.
 
 For a real network (MLP or small ResNet) at one sweep point, the reduced model keeps two numbers of its init and
-the task, in the coordinates the linear twin trains in (SCIENCE.md 2.3, 2.4, 3.2, 5.1):
+the task, in the coordinates the linear twin trains in (docs/theory.md 2.3, 2.4, 3.2, 5.1):
 
 - the imbalance lambda = tr(W1 W1^T - W2^T W2) / h = (A - B) / h, A = ||W_first||_F^2, B = ||output_scale W_last||_F^2,
-  h = the first layer's output width (for a 2-layer net the mean eigenvalue of the conserved matrix, SCIENCE.md 2.4);
+  h = the first layer's output width (for 2 layers the mean eigenvalue of the conserved matrix, docs/theory.md 2.4);
 - the initial end-to-end map P (c x r) of the twin on whitened inputs: the twin is linear, so centring its outputs
   F on the twin's inputs gives P = F_c^T X_w / N, with X_w = sqrt(N) U_r from the thin SVD of the centred inputs;
   u0^2 = the mean of its top-c squared singular values (the Fig. 6a "scale": product singular values sqrt(scale));
@@ -14,7 +14,7 @@ The reduced net is the Fig. 6a model at these values: lambda-balanced (``linear_
 r -> c -> c with imbalance lambda and product singular values u0. Its gradient flow on (X_w, Y) is the exact Riccati
 solution of Dominé et al. 2024 (arXiv:2409.14623; ``linear_models.two_layer.predictor(method="riccati")``,
 overflow-free for any t), and its KD(K(0), K(t)) on the training inputs is the theory's KD at the real net's times
-t = lr * step (SCIENCE.md 2.1). Matching the norms A, B instead would put all of the weight norm into the product
+t = lr * step (docs/theory.md 2.1). Matching the norms A, B instead would put all of the weight norm into the product
 (u0 = sqrt(A B) / c), far above the product of a random init with h >> c, and predict rich "unlearning" where the
 real nets are lazy.
 """
@@ -29,7 +29,7 @@ from linear_models import two_layer
 
 
 def whitened_task(x: np.ndarray, y: np.ndarray, tol: float = 1e-10) -> tuple[np.ndarray, np.ndarray]:
-    """Whiten the training inputs within their span (SCIENCE.md 2.5): X_w = sqrt(N) U_r.
+    """Whiten the training inputs within their span (docs/theory.md 2.5): X_w = sqrt(N) U_r.
 
     Args:
         x: Inputs (N, *shape), any float array (flattened to (N, d)).

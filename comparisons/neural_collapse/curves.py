@@ -1,4 +1,4 @@
-"""Curve tools of the neural-collapse comparison (SCIENCE.md 2.1, 7): effective time, half-rise, slopes, time maps.
+"""Curve tools of the neural-collapse comparison (docs/theory.md 2.1, 7): effective time, half-rise, slopes, time maps.
 
 Pure functions of arrays, shared by :mod:`comparisons.neural_collapse.scores`,
 :mod:`comparisons.neural_collapse.theory` and the figures.
@@ -28,7 +28,7 @@ __all__ = [
 
 
 def effective_time(step: Any, optim: OptimCfg, total_steps: int, factor: float = 1.0) -> np.ndarray:
-    """tau(step) = factor * sum_{k < step} lr_k / (1 - momentum) (SCIENCE.md 2.1); float steps interpolate.
+    """tau(step) = factor * sum_{k < step} lr_k / (1 - momentum) (docs/theory.md 2.1); float steps interpolate.
 
     lr_k follows ``optim.schedule`` as :func:`comparisons.engine.members.make_optimizer` sets it
     (MultiStepLR milestones at round(m * steps), cosine annealing to 0). The heavy-ball factor 1/(1 - momentum) is

@@ -3,7 +3,7 @@
 - ``nc_curves``: NC1-NC4 on log axes against the step, real vs twin vs theory (UFM), one row per loss, first sweep
   point; the NC1 panel adds the test NC1 of the shuffled-label control.
 - ``nc_modes``: the normalised rise of ||M u_a|| along the twin's Sigma_yx modes, observed (real, twin) and
-  predicted (deep linear net, SCIENCE.md 3.2, 7.3), MSE, first sweep point.
+  predicted (deep linear net, docs/theory.md 3.2, 7.3), MSE, first sweep point.
 - ``nc_sweeps``: terminal slope of ln tr(Sigma_W)/tr(Sigma_B) against weight decay (the UFM predicts 2 wd) and end
   NC1 against init scale (wd = 0), when swept.
 """

@@ -1,11 +1,11 @@
-"""Neural-collapse metrics NC1-NC4 on penultimate features (SCIENCE.md 7.1), with a streaming accumulator.
+"""Neural-collapse metrics NC1-NC4 on penultimate features (docs/theory.md 7.1), with a streaming accumulator.
 
 One pure function, :func:`nc_metrics`, computes every metric from features, labels and the last linear layer.
 For sets too large to hold at once, :class:`NCAccumulator` gathers the class statistics chunk by chunk (pass 1) and
 :func:`ncc_mismatch_count` counts the NC4 disagreements given the finished class means (pass 2);
 :func:`nc_metrics_stream` runs both passes over a chunk iterator. All arithmetic is float64.
 
-Notation (SCIENCE.md 7.1): features h_{c,i} in R^p, N samples, C classes with n_c samples each; class means mu_c;
+Notation (docs/theory.md 7.1): features h_{c,i} in R^p, N samples, C classes with n_c samples each; class means mu_c;
 global mean mu_G = (1/N) sum_{c,i} h_{c,i} (the mean of the mu_c when classes are balanced);
 M = [mu_1 - mu_G, ..., mu_C - mu_G] (p x C); classifier W (C x p) with rows w_c, bias b (C,).
 Sigma_W = (1/N) sum_{c,i} (h_{c,i} - mu_c)(h_{c,i} - mu_c)^T and Sigma_B = M M^T / C.
@@ -181,7 +181,7 @@ def nc_metrics(
     chunk_size: int = 8192,
     modes: Tensor | None = None,
 ) -> dict[str, float]:
-    """Every neural-collapse metric of one feature set (SCIENCE.md 7.1), in float64.
+    """Every neural-collapse metric of one feature set (docs/theory.md 7.1), in float64.
 
     Each metric is 0 at exact collapse onto a simplex ETF with a self-dual classifier, and it is unchanged by a
     relabelling of the classes (rows of ``weight`` permuted with them) and by an orthogonal rotation Q of the
@@ -201,13 +201,13 @@ def nc_metrics(
     - ``nc2_etf_error``: || M^T M / ||M^T M||_F - (I_C - J) / sqrt(C - 1) ||_F (Kothapalli 2023);
       ``nc2_wm_etf_error``: the same with W M in place of M^T M;
       ``nc2_orthogonal_error``: || Mu^T Mu / ||Mu^T Mu||_F - I / sqrt(C) ||_F on the uncentred means, the
-      expected geometry for MSE without bias (SCIENCE.md 7.2).
+      expected geometry for MSE without bias (docs/theory.md 7.2).
     - ``nc3``: || W^T / ||W||_F - M / ||M||_F ||_F^2 (self-duality).
     - ``nc4``: the fraction of samples where argmax_c (w_c^T h + b_c) != argmin_c ||h - mu_c|| (NCC mismatch).
     - ``sv_means_1`` .. ``sv_means_C``: singular values of M, descending (the C-th is ~0).
     - ``n_samples``: N.
     - ``mode_1`` .. ``mode_r`` (only when ``modes`` is given): ||M u_a||_2 for unit class-space directions u_a,
-      the strength of the class-mean matrix along the predicted modes (SCIENCE.md 7.3).
+      the strength of the class-mean matrix along the predicted modes (docs/theory.md 7.3).
 
     Args:
         features: h, (N, p), any float dtype, any device.

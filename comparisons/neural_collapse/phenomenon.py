@@ -1,18 +1,18 @@
-"""Neural collapse (SCIENCE.md 7): NC1-NC4 of a real network and its linear twin against the UFM and deep linear nets.
+"""Neural collapse (docs/theory.md 7): NC1-NC4 of a real network and its linear twin vs the UFM and deep linear nets.
 
 Voices (DESIGN.md):
 
-- real / twin: penultimate features of the trained pair (the twin on whitened input, SCIENCE.md 2.5), measured at
+- real / twin: penultimate features of the trained pair (the twin on whitened input, docs/theory.md 2.5), measured at
   every eval step on fixed train and test subsets with :func:`comparisons.neural_collapse.metrics.nc_metrics`.
-- theory: (i) the unconstrained features model (UFM, SCIENCE.md 7.2) simulated by gradient descent with
+- theory: (i) the unconstrained features model (UFM, docs/theory.md 7.2) simulated by gradient descent with
   ``linear_models.ufm.simulate`` from the real network's own features and classifier at init, with its weight decay,
   on the same effective time axis; it gives the NC curves, the ETF limit, the terminal NC1 rate 2 wd and the
-  incomplete collapse at wd = 0. (ii) The deep linear net of SCIENCE.md 3.2 and 7.3 (``linear_models.deep_linear``):
+  incomplete collapse at wd = 0. (ii) The deep linear net of docs/theory.md 3.2 and 7.3 (``linear_models.deep_linear``):
   the class-space modes u_a of the twin's Sigma_yx rise in order of their singular values s_a, so the class-mean
   matrix M grows along u_a at predicted half-rise times.
 
 Time: every voice is compared on the effective time tau = factor * sum_{k < step} lr_k / (1 - momentum)
-(SCIENCE.md 2.1, with the lr schedule and the heavy-ball factor); curves keep the trainer's ``time`` column.
+(docs/theory.md 2.1, with the lr schedule and the heavy-ball factor); curves keep the trainer's ``time`` column.
 
 The run trains, for each loss in ``phenomenon.losses`` (MSE on centred one-hot targets is the theory's domain; CE
 is scored too and labelled outside it), a real net and its twin per ``sweep.grid`` point, plus two negative controls

@@ -1,11 +1,11 @@
-"""Scores of the neural-collapse comparison (SCIENCE.md 7): pure functions of saved curves and the prediction.
+"""Scores of the neural-collapse comparison (docs/theory.md 7): pure functions of saved curves and the prediction.
 
 Every score is computed per loss (``mse``: the theory's domain; ``ce``: scored and labelled outside it) and per
-voice (``real``, ``twin``); names read ``<loss>_<score>_<voice>``. Times are effective times tau (SCIENCE.md 2.1;
+voice (``real``, ``twin``); names read ``<loss>_<score>_<voice>``. Times are effective times tau (docs/theory.md 2.1;
 :func:`effective_time`).
 
 - ``mode_spearman``: Spearman correlation, over the class-space modes u_a of the twin's Sigma_yx, of the predicted
-  half-rise times of ||M u_a|| (deep linear net, SCIENCE.md 3.2 / 7.3) and the observed ones. Median over points.
+  half-rise times of ||M u_a|| (deep linear net, docs/theory.md 3.2 / 7.3) and the observed ones. Median over points.
 - ``halfrise_logcorr``: Pearson correlation of log predicted and log observed half-rise times; ``halfrise_logratio``:
   the median over modes of log10(observed / predicted) half-rise time (0 = on time). Medians over points.
 - ``nc1_logrmse``: RMSE in decades (log10) between observed train NC1 and the UFM's, after one affine time map
@@ -13,8 +13,8 @@ voice (``real``, ``twin``); names read ``<loss>_<score>_<voice>``. Times are eff
 - ``nc1_slope_r2``: R^2 of the linear fit of the terminal slope d ln NC1 / d tau against wd over a sweep of >= 3
   weight decays (points that differ only in wd); ``nc1_slope_per_wd``: minus the fitted slope of that line. Here NC1
   is the quotient form tr(Sigma_W) / tr(Sigma_B) (``nc1_tr``), the quantity proportional to ||H - Hbar||^2 for which
-  SCIENCE.md 7.2 derives NC1 ~ exp(-2 wd tau): the UFM predicts 2. ``theory_nc1_slope_per_wd`` is the same fit on the
-  UFM curves; ``nc1pinv_slope_r2`` / ``nc1pinv_slope_per_wd`` repeat it for tr(Sigma_W Sigma_B^+)/C.
+  docs/theory.md 7.2 derives NC1 ~ exp(-2 wd tau): the UFM predicts 2. ``theory_nc1_slope_per_wd`` is the same fit on
+  the UFM curves; ``nc1pinv_slope_r2`` / ``nc1pinv_slope_per_wd`` repeat it for tr(Sigma_W Sigma_B^+)/C.
 - ``init_end_logrmse_twin_real``: RMSE in decades between twin and real end-of-training NC1, NC2 (ETF error) and
   NC3 over an init-scale sweep at wd = 0; ``init_nc1_trend``: Spearman of end NC1 against init scale (the UFM
   predicts incomplete collapse growing with init scale, +1).
@@ -55,7 +55,7 @@ from comparisons.neural_collapse.curves import (
 __all__ = ["DEFAULTS", "knobs", "score"]
 
 DEFAULTS: dict[str, Any] = {
-    "losses": ["mse", "ce"],  # each trained in the same run; the theory is exact for MSE only (SCIENCE.md 7.2)
+    "losses": ["mse", "ce"],  # each trained in the same run; the theory is exact for MSE only (docs/theory.md 7.2)
     "controls": True,  # train the two negative controls at the first sweep point
     "n_eval": 1000,  # samples per split on which NC metrics are measured
     "ufm_per_class": 30,  # UFM samples per class (its per-sample clock makes the dynamics independent of n)
@@ -155,7 +155,7 @@ def score(curves: pd.DataFrame, prediction: Prediction, cfg: RunCfg) -> Outcome:
     if "ce" in losses:
         notes.append(
             "ce_* scores are outside the theory's exact domain (UFM and deep linear nets assume MSE, "
-            "SCIENCE.md 7.2); they are reported, not used in the verdict"
+            "docs/theory.md 7.2); they are reported, not used in the verdict"
         )
     headline = {
         "predicted": f"ETF, NC1~exp(-2 wd tau); modes s={_fmt_list(next(iter(points.values()), {}).get('s', []))}",

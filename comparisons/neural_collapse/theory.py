@@ -1,4 +1,4 @@
-"""The theory voice of the neural-collapse comparison (SCIENCE.md 3.2, 7.2, 7.3), built on :mod:`linear_models`.
+"""The theory voice of the neural-collapse comparison (docs/theory.md 3.2, 7.2, 7.3), built on :mod:`linear_models`.
 
 - :func:`deep_linear_modes`: the class-space modes of the twin's Sigma_yx (``deep_linear.io_modes``) and when the
   class means grow along each (the depth-L mode flow of ``deep_linear.mode_strength``; :func:`half_rise_time`).
@@ -31,9 +31,9 @@ log = logging.getLogger(__name__)
 def half_rise_time(s: float, u0: float, depth: int) -> float:
     """Time for u^{(L-1)/L} to get halfway from u0^{(L-1)/L} to s^{(L-1)/L} under du/dt = L u^{2-2/L} (s - u).
 
-    The depth-L balanced mode flow of SCIENCE.md 3.2; u^{(L-1)/L} is the per-layer strength of the L - 1 layers below
-    the head, i.e. the growth of ||M u_a|| (SCIENCE.md 7.3). t(u) = int_{u0}^{u} du' / (L u'^{2-2/L} (s - u')) by
-    quadrature: exact and cheap, where integrating the ODE to late times is slow (its relaxation rate grows with L).
+    The depth-L balanced mode flow of docs/theory.md 3.2; u^{(L-1)/L} is the per-layer strength of the L - 1 layers
+    below the head, i.e. the growth of ||M u_a|| (docs/theory.md 7.3). t(u) = int_{u0}^{u} du' / (L u'^{2-2/L} (s - u'))
+    by quadrature: exact and cheap, where integrating the ODE to late times is slow (its relaxation rate grows with L).
 
     Args:
         s: Singular value > 0; u0: initial strength > 0; depth: L >= 2.
@@ -66,7 +66,7 @@ def model_depth(model: torch.nn.Module) -> int:
 
 
 def deep_linear_modes(member: Member, tau_grid: np.ndarray, kn: dict[str, Any]) -> dict[str, Any]:
-    """Class-space modes of the member's Sigma_yx and their predicted rise (SCIENCE.md 3.2, 7.3).
+    """Class-space modes of the member's Sigma_yx and their predicted rise (docs/theory.md 3.2, 7.3).
 
     For balanced centred targets Sigma_yx = (S/C) M_x^T, so M(t) u_a = (C/S) s_a W_{<L}(t) v_a, whose norm grows
     like u_a(t)^{(L-1)/L} with u_a the depth-L Saxe strength (``deep_linear.mode_strength``) from u0, the RMS
@@ -110,11 +110,11 @@ def ufm_flow(
     rho: float = 1.0,
     max_steps: int = 20000,
 ) -> dict[str, Any]:
-    """Gradient flow of the UFM (SCIENCE.md 7.2) at the times ``tau``, by ``linear_models.ufm.simulate``.
+    """Gradient flow of the UFM (docs/theory.md 7.2) at the times ``tau``, by ``linear_models.ufm.simulate``.
 
     Solves, with R = W H + b 1^T - Y and Euler steps dt <= 0.5 / curvature at init,
     dW/dt = -(1/N) R H^T - wd W,  dH/dt = -(rho/N) W^T R - wd H,  db/dt = -sqrt(rho) (1/N) R 1.
-    rho = 1 is the UFM objective of SCIENCE.md 7.2 with wd on W and H; rho = N moves each h_n like a free per-sample
+    rho = 1 is the UFM objective of docs/theory.md 7.2 with wd on W and H; rho = N moves each h_n like a free per-sample
     layer. The change of variables H = k H_s, W = W_s / k, t = t_s / sqrt(rho), k = rho^(1/4), wd_s = wd / sqrt(rho)
     maps it exactly onto ``simulate``'s single learning rate (the unregularised bias runs sqrt(rho) times faster; it
     only tracks the mean residual). The stationary points are those of wd_W = wd, wd_H = wd / rho.

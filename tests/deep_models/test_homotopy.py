@@ -1,4 +1,4 @@
-"""with_nonlinearity: the twin-to-real homotopy, exact at both ends, in between in between (docs/theory.md)."""
+"""with_nonlinearity: the twin-to-real homotopy, exact at both ends, in between in between (docs/theory.md 1.5)."""
 
 from __future__ import annotations
 

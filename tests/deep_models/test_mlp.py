@@ -1,4 +1,4 @@
-"""MLP: init statistics, the layer/output scales, depth 1, bad kwargs (SCIENCE.md 2.4, 4.7, 6.4, 6.6)."""
+"""MLP: init statistics, the layer/output scales, depth 1, bad kwargs (docs/theory.md 2.4, 4.7, 6.4, 6.6)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def test_fan_in_init_std(init_scale: float) -> None:
         fan = layer.in_features
         assert rel_err(layer.weight, init_scale * s / math.sqrt(fan)) < 0.03  # >= 1200 draws per tensor
         assert abs(layer.weight.double().mean().item()) < 0.1 * init_scale * s / math.sqrt(fan)
-        bound = 1 / math.sqrt(fan)  # PyTorch's default bias, not scaled (SCIENCE.md 6.4)
+        bound = 1 / math.sqrt(fan)  # PyTorch's default bias, not scaled (docs/theory.md 6.4)
         assert layer.bias.abs().max() <= bound
         if layer.bias.numel() > 100:  # the head's 3 biases are too few for a std
             assert rel_err(layer.bias, bound / math.sqrt(3)) < 0.15
@@ -38,7 +38,7 @@ def test_fan_in_init_std(init_scale: float) -> None:
 
 def test_normal_init_std_weights_and_biases() -> None:
     ls = [2.0, 1.0, 0.25]
-    net = make(init="normal", init_scale=0.01, layer_scales=ls)  # SCIENCE.md 4.7: all N(0, 0.01^2)
+    net = make(init="normal", init_scale=0.01, layer_scales=ls)  # docs/theory.md 4.7: all N(0, 0.01^2)
     for layer, s in zip(net.linear_layers(), ls, strict=True):
         assert rel_err(layer.weight, 0.01 * s) < 0.03
         if layer.bias.numel() > 100:  # the head's 3 biases are too few for a std
@@ -46,7 +46,7 @@ def test_normal_init_std_weights_and_biases() -> None:
 
 
 def test_torch_init_scales_weights_and_biases() -> None:
-    net = make(init="torch", init_scale=8.0)  # Omnigrok, SCIENCE.md 6.6
+    net = make(init="torch", init_scale=8.0)  # Omnigrok, docs/theory.md 6.6
     for layer in net.linear_layers():
         bound = 8.0 / math.sqrt(layer.in_features)
         assert layer.weight.abs().max() <= bound and rel_err(layer.weight, bound / math.sqrt(3)) < 0.03

@@ -1,4 +1,4 @@
-"""CIFAR-style ResNets: stem, channels, stages, init, scales, norm (SCIENCE.md 7.4)."""
+"""CIFAR-style ResNets: stem, channels, stages, init, scales, norm (docs/theory.md 7.4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Nanda-style one-layer transformer: shapes, init, attention against an independent reference (SCIENCE.md 6.5)."""
+"""Nanda-style one-layer transformer: shapes, init, attention against an independent reference (docs/theory.md 6.5)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def reference(net: nn.Module, tok: torch.Tensor, softmax: bool) -> torch.Tensor:
 
 def test_shapes_and_nanda_defaults() -> None:
     net = create_model("transformer", input_shape=(3,), out_dim=113, generator=torch.Generator().manual_seed(0))
-    assert net.embed.num_embeddings == 114 and net.pos.shape == (3, 128)  # d_vocab p + 1 (SCIENCE.md 6.5)
+    assert net.embed.num_embeddings == 114 and net.pos.shape == (3, 128)  # d_vocab p + 1 (docs/theory.md 6.5)
     assert (net.attn.n_heads, net.attn.d_head, net.mlp_in.out_features) == (4, 32, 512)
     assert net.unembed.weight.shape == (113, 128) and net.unembed.bias is None
     assert not any(isinstance(m, nn.LayerNorm) for m in net.modules())

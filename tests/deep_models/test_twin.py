@@ -1,4 +1,4 @@
-"""linear_twin / is_layerwise_linear: exact linearity, same weights, separate copy (SCIENCE.md 1.4, 3.2)."""
+"""linear_twin / is_layerwise_linear: exact linearity, same weights, separate copy (docs/theory.md 1.4, 3.2)."""
 
 from __future__ import annotations
 

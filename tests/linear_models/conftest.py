@@ -5,7 +5,7 @@ import pytest
 TOL = {
     # closed form vs scipy solve_ivp at rtol 1e-10..1e-12 (absolute, in units of the target)
     "closed_vs_ode": 1e-8,
-    # an event time or inverse map vs its closed form (relative); SCIENCE.md 3.1 reports 6 digits
+    # an event time or inverse map vs its closed form (relative); docs/theory.md 3.1 reports 6 digits
     "time": 1e-6,
     # a batched or vectorised evaluation vs a loop over the same inputs (absolute)
     "batch_vs_loop": 1e-12,

@@ -92,7 +92,7 @@ def test_mode_order_follows_singular_values_and_loss_has_plateaus():
 
 
 def test_random_small_init_follows_the_staircase_in_order():
-    # unaligned small init: an alignment phase, then the same order of learning (SCIENCE.md 3.2, [R])
+    # unaligned small init: an alignment phase, then the same order of learning (docs/theory.md 3.2, [R])
     x, y = _task(seed=3)
     rng = np.random.default_rng(4)
     ws = [1e-3 * rng.standard_normal((8, 5)), 1e-3 * rng.standard_normal((4, 8))]
@@ -125,7 +125,7 @@ def test_deeper_nets_have_sharper_longer_plateaus():
         u = dl.mode_strength(t, s, u0, depth=depth)[:, 0]
         t_half[depth] = _crossing(t, u, 0.5)
     assert t_half[2] < t_half[3] < t_half[4]
-    # plateau of depth L >= 3 ~ u0^{-(L-2)/L} / ((L - 2) s) (SCIENCE.md 3.2): polynomial in 1/u0
+    # plateau of depth L >= 3 ~ u0^{-(L-2)/L} / ((L - 2) s) (docs/theory.md 3.2): polynomial in 1/u0
     assert t_half[3] == pytest.approx(u0 ** (-1 / 3) / s, rel=0.3)
 
 

@@ -8,7 +8,7 @@ LAMS = [0.0, 0.3, -2.0, 5.0]
 
 
 def _ab_flow(t, a0, b0, S, v=1.0, wd=0.0):
-    """Independent reference: integrate the layer flow da/dt, db/dt of SCIENCE.md 1.2 for one mode."""
+    """Independent reference: integrate the layer flow da/dt, db/dt of docs/theory.md 1.2 for one mode."""
 
     def rhs(_, y):
         a, b = y
@@ -239,7 +239,7 @@ def test_conserved_quantity_per_step(tol):
     lr = 1e-2
     sim = dg.simulate(A0, B0, S_, V_, lr=lr, steps=400)
     lam, s = sim["lam"], sim["s"]
-    # exact discrete identity lambda_+ = lambda [(1 - lr wd)^2 - lr^2 r^2] (SCIENCE.md 3.1)
+    # exact discrete identity lambda_+ = lambda [(1 - lr wd)^2 - lr^2 r^2] (docs/theory.md 3.1)
     factor = dg.imbalance_step_factor(V_ * (s[:-1] - S_), lr)
     np.testing.assert_allclose(lam[1:], lam[:-1] * factor, rtol=1e-10, atol=1e-15)
     # so the change per step is O(lr^2), and the drift over a fixed time horizon is O(lr)

@@ -22,7 +22,7 @@ def _weights_with_ratio(ratio, seed, target=1.0):
 
 
 def _neuron_flow(a, b, t):
-    """Independent reference: the per-neuron gradient flow of SCIENCE.md 6.2, by solve_ivp."""
+    """Independent reference: the per-neuron gradient flow of docs/theory.md 6.2, by solve_ivp."""
 
     def rhs(_, y):
         x, w = y[:N_UNITS], y[N_UNITS:]

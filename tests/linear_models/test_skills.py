@@ -7,7 +7,7 @@ P5 = skills.skill_frequencies(5, 0.6)
 
 
 def test_skill_frequencies_match_science_table():
-    np.testing.assert_allclose(P5, [0.5927, 0.1955, 0.1022, 0.0645, 0.0451], atol=5e-5)  # SCIENCE.md 4.1
+    np.testing.assert_allclose(P5, [0.5927, 0.1955, 0.1022, 0.0645, 0.0451], atol=5e-5)  # docs/theory.md 4.1
 
 
 def test_skill_strength_is_the_logistic_of_eq_4_3_1(tol):
@@ -23,7 +23,7 @@ def test_skill_strength_is_the_logistic_of_eq_4_3_1(tol):
 
 
 def test_emergence_times_reproduce_the_published_time_panel():
-    # SCIENCE.md 4.3: S = 5, init 0.01 (R0 = init^2 / 3.6), lr 0.02, torch-MSE factor 2, fitted tau = 22
+    # docs/theory.md 4.3: S = 5, init 0.01 (R0 = init^2 / 3.6), lr 0.02, torch-MSE factor 2, fitted tau = 22
     t = skills.emergence_time(P5, 5.0, 0.01**2 / 3.6)
     steps = t * 22 / (2 * 0.02)
     np.testing.assert_allclose(steps, [1123, 3404, 6513, 10319, 14747], rtol=5e-4)
@@ -83,7 +83,7 @@ ALPHA, S_, R0_ = 0.9, 1.0, 1e-3
 P_INF = skills.skill_frequencies(100_000, ALPHA)
 
 
-SCALING = {  # name: (resource grid, exact finite-n_s loss, asymptotic law of SCIENCE.md 4.6)
+SCALING = {  # name: (resource grid, exact finite-n_s loss, asymptotic law of docs/theory.md 4.6)
     "time": (
         np.logspace(2, 3.5, 6),
         lambda x: skills.loss_time(x, P_INF, S_, R0_),

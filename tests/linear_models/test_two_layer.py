@@ -148,7 +148,7 @@ def test_imbalance_is_conserved_to_first_order_in_lr(tol):
 
 
 def test_predicted_kd_map_has_the_rich_wedge():
-    # SCIENCE.md 5.4: rich (KD >~ 1e-2) near lambda = 0 at scale 1, lazy (KD < 1e-6) at |lambda| = 9, scale 20
+    # docs/theory.md 5.4: rich (KD >~ 1e-2) near lambda = 0 at scale 1, lazy (KD < 1e-6) at |lambda| = 9, scale 20
     rng = np.random.default_rng(10)
     x, y = _task(rng)
     lam = np.array([0.23, 0.23, 9.0, -9.0])[:, None]

@@ -1,4 +1,4 @@
-"""tasks/modular.py against a brute-force table (SCIENCE.md 6.5)."""
+"""tasks/modular.py against a brute-force table (docs/theory.md 6.5)."""
 
 from __future__ import annotations
 

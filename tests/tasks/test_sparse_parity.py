@@ -1,4 +1,4 @@
-"""tasks/sparse_parity.py: SCIENCE.md 4.1 labels and frequencies, 4.8 probes, the shuffled-control negative control."""
+"""tasks/sparse_parity.py: docs/theory.md 4.1 labels and frequencies, 4.8 probes, the shuffled negative control."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def test_published_defaults_shapes_and_p(gen) -> None:
     t = build(SMALL, generator=gen(0))
     assert t.online and t.meta["n_train"] is None and t.x_train.shape == (64, 37) and t.y_train.shape == (64, 1)
     assert t.meta["input_shape"] == (37,) and t.meta["out_dim"] == 1 and t.meta["num_classes"] is None
-    np.testing.assert_allclose(t.meta["p"], [0.5927, 0.1955, 0.1022, 0.0645, 0.0451], atol=1e-4)  # SCIENCE.md 4.1
+    np.testing.assert_allclose(t.meta["p"], [0.5927, 0.1955, 0.1022, 0.0645, 0.0451], atol=1e-4)  # docs/theory.md 4.1
     assert t.meta["S"] == t.meta["target_scale"] == 5.0 and t.meta["n_skills"] == 5
     bits = sum(t.meta["skill_bits"], [])
     assert len(bits) == len(set(bits)) == 15 and all(0 <= b < 32 for b in bits)  # disjoint subsets

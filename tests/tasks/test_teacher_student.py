@@ -1,4 +1,4 @@
-"""tasks/teacher_student.py: the teacher's singular values and the sample correlations (SCIENCE.md 2.5, 3.2)."""
+"""tasks/teacher_student.py: the teacher's singular values and the sample correlations (docs/theory.md 2.5, 3.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""tasks/whitening.py: SCIENCE.md 2.5 recipe, fit on train and applied to test, in float64."""
+"""tasks/whitening.py: docs/theory.md 2.5 recipe, fit on train and applied to test, in float64."""
 
 from __future__ import annotations
 

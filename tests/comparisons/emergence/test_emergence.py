@@ -40,7 +40,7 @@ STEPS = np.arange(0, 8001, 50, dtype=np.float64)
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# the skill-strength measurement (SCIENCE.md 4.8) on functions with known projections
+# the skill-strength measurement (docs/theory.md 4.8) on functions with known projections
 
 
 class KnownFunction(nn.Module):
@@ -150,7 +150,7 @@ def test_fit_scale_recovers_tau_from_skill_1(tau: float) -> None:
 
 
 def test_theory_time_matches_published_constants() -> None:
-    # SCIENCE.md 4.3: S = 5, init 0.01 (R0 = init^2/3.6), lr 0.02, torch MSE, tau = 22 -> R_k/S = 1/2 at these steps
+    # docs/theory.md 4.3: S = 5, init 0.01 (R0 = init^2/3.6), lr 0.02, torch MSE, tau = 22 -> R_k/S = 1/2 at these steps
     nums = {**NUMS, "lr": 0.02}
     lr_eff = 2 * 0.02 / 22
     steps = skills.emergence_time(P, 5.0, 1e-4 / 3.6) / lr_eff

@@ -100,7 +100,7 @@ def test_ntk_uses_eval_mode_and_restores_train_mode() -> None:
 def test_kernel_distance_values() -> None:
     k = torch.tensor([[2.0, 1.0], [1.0, 3.0]], dtype=torch.float64)
     assert kernel_distance(k, k) == pytest.approx(0.0, abs=1e-15)
-    assert kernel_distance(k, 7.5 * k) == pytest.approx(0.0, abs=1e-15)  # scale-free (SCIENCE.md 2.6)
+    assert kernel_distance(k, 7.5 * k) == pytest.approx(0.0, abs=1e-15)  # scale-free (docs/theory.md 2.6)
     a, b = torch.eye(2, dtype=torch.float64), torch.diag(torch.tensor([1.0, 0.0], dtype=torch.float64))
     assert kernel_distance(a, b) == pytest.approx(1 - 1 / math.sqrt(2), rel=1e-14)
     assert kernel_distance(a, b) == pytest.approx(float(two_layer.kernel_distance(a.numpy(), b.numpy())), rel=1e-12)

@@ -124,7 +124,7 @@ def test_sigma_is_the_toy_sigma_for_scalar_in_and_out() -> None:
 def test_ntk_sigma_equals_weight_sigma_for_a_linear_net_on_whitened_input() -> None:
     g = torch.Generator().manual_seed(0)
     q, _ = torch.linalg.qr(torch.randn(6, 3, generator=g, dtype=torch.float64))
-    x = q * math.sqrt(6)  # X^T X = N I: whitened (SCIENCE.md 2.5)
+    x = q * math.sqrt(6)  # X^T X = N I: whitened (docs/theory.md 2.5)
     net = create_model(
         "mlp", input_shape=(3,), out_dim=2, depth=2, width=5, bias=False, activation="identity", generator=g
     ).double()

@@ -1,4 +1,4 @@
-"""Lazy/rich: the Fig. 6 pattern vs the SCIENCE.md 5.4 oracle (seed bands), theory vs simulation, map scores,
+"""Lazy/rich: the Fig. 6 pattern vs the docs/theory.md 5.4 oracle (seed bands), theory vs simulation, map scores,
 negative controls, observables, and one small end-to-end run of each mode."""
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def fig6b_sims() -> list[np.ndarray]:
     return [lrm.log_kd(simulate_kd(make_grid(FIG6B, s), 0.01, 4000)["kd"]) for s in SEEDS]
 
 
-# ---------------------------------------------------------------------------- Fig. 6 pattern (SCIENCE.md 5.4)
+# ---------------------------------------------------------------------------- Fig. 6 pattern (docs/theory.md 5.4)
 
 
 def test_fig6a_pattern_matches_the_oracle_seed_bands(fig6a_sims: list[np.ndarray]) -> None:
@@ -169,7 +169,7 @@ def test_curve_shape_tells_exponential_from_sigmoidal() -> None:
     t = np.concatenate([[0.0], np.geomspace(0.01, 20.0, 40)])
     lazy = lrm.curve_shape(t, np.exp(-t))
     assert lazy["sharpness"] == pytest.approx(2 * math.log(3) / math.log(2), rel=0.05) and lazy["sigmoid_vs_exp"] < 0
-    u = 1.0 / (1.0 + (1.0 / 1e-3 - 1.0) * np.exp(-2.0 * t))  # Saxe mode, s = 1, u0 = 1e-3 (SCIENCE.md 3.2)
+    u = 1.0 / (1.0 + (1.0 / 1e-3 - 1.0) * np.exp(-2.0 * t))  # Saxe mode, s = 1, u0 = 1e-3 (docs/theory.md 3.2)
     rich = lrm.curve_shape(t, 0.5 * (1.0 - u) ** 2)
     assert rich["sharpness"] < 1.0 and rich["sigmoid_vs_exp"] > 1.0
     u_half = 1.0 - math.sqrt(0.5)  # the loss is half-way when (1 - u)^2 = 1/2

@@ -45,7 +45,7 @@ def clustered(c: int, n: int, p: int, noise: float, rng: np.random.Generator, un
 
 
 def reference(h: np.ndarray, labels: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> dict[str, float]:
-    """SCIENCE.md 7.1 written out directly: loops over classes and pairs, numpy pinv, float64."""
+    """docs/theory.md 7.1 written out directly: loops over classes and pairs, numpy pinv, float64."""
     c = w.shape[0]
     n_tot = len(h)
     mus = np.stack([h[labels == k].mean(0) for k in range(c)])
@@ -410,7 +410,7 @@ def test_ufm_flow_rescaling_is_the_per_sample_flow() -> None:
 
 
 def test_ufm_terminal_rate_is_two_wd() -> None:
-    """SCIENCE.md 7.2 [D*]: tr(Sigma_W)/tr(Sigma_B) of the UFM decays like exp(-2 wd tau) late in training."""
+    """docs/theory.md 7.2 [D*]: tr(Sigma_W)/tr(Sigma_B) of the UFM decays like exp(-2 wd tau) late in training."""
     from comparisons.neural_collapse.curves import r_squared, terminal_slope
     from comparisons.neural_collapse.theory import ufm_flow
 
