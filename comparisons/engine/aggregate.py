@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from comparisons.engine import rundir, stats
@@ -28,6 +29,12 @@ log = logging.getLogger(__name__)
 def mean_ci(values: Sequence[float], level: float = stats.LEVEL) -> tuple[float, float, float]:
     """Mean and two-sided Student-t interval of the finite values (NaNs, e.g. censored scores, are dropped)."""
     return stats.t_interval(values, level)
+
+
+def quartiles(values: Sequence[Any]) -> list[float]:
+    """[25th percentile, median, 75th percentile] of the finite values over seeds (the spread of a raw count)."""
+    x = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    return [float(q) for q in np.percentile(x, [25, 50, 75])] if x else [math.nan] * 3
 
 
 def judgement(summaries: list[dict[str, Any]], ceilings: Sequence[dict[str, float]] = ()) -> dict[str, Any]:
@@ -107,6 +114,7 @@ def aggregate_summaries(summaries: list[dict[str, Any]], ceilings: Sequence[dict
         "seeds": [s.get("seed") for s in summaries],
         "scores": {k: v[0] for k, v in intervals.items()},
         "score_intervals": {k: [v[1], v[2]] for k, v in intervals.items()},
+        "score_quartiles": {k: quartiles([s.get("scores", {}).get(k) for s in summaries]) for k in names},
         **judged,
         "negative_controls": controls,
         "wall_time_s": round(sum(s.get("wall_time_s", 0.0) for s in summaries), 3),
@@ -127,7 +135,8 @@ def aggregate_summaries(summaries: list[dict[str, Any]], ceilings: Sequence[dict
 
 
 def aggregate_curves(curves: list[pd.DataFrame]) -> pd.DataFrame:
-    """Mean and 95% interval per (member, step, metric) over seeds: metric rows ``m``, ``m:lo``, ``m:hi``."""
+    """Mean, 95% interval and median per (member, step, metric) over seeds: rows ``m``, ``m:lo``, ``m:hi``,
+    ``m:median``."""
     df = pd.concat(curves, ignore_index=True)
     out = []
     for (member, step, metric), g in df.groupby(["member", "step", "metric"], sort=True):
@@ -137,6 +146,7 @@ def aggregate_curves(curves: list[pd.DataFrame]) -> pd.DataFrame:
             (member, step, t, metric, m),
             (member, step, t, f"{metric}:lo", lo),
             (member, step, t, f"{metric}:hi", hi),
+            (member, step, t, f"{metric}:median", quartiles(g["value"].tolist())[1]),
         ]
     return pd.DataFrame(out, columns=rundir.CURVE_COLUMNS)
 

@@ -36,11 +36,15 @@ def draw(run: Run, out_dir: Path, k: dict[str, Any]) -> list[Path]:
 def _fig6(run: Run, numbers: dict[str, Any], out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
-    maps = fig6_maps(run.curves, numbers)
+    median = bool(run.summary.get("aggregated")) and (run.curves["metric"] == "log10_kd:median").any()
+    maps = fig6_maps(run.curves, numbers, "log10_kd:median" if median else "log10_kd")
     lam, scale = np.asarray(numbers["lambda"]), np.asarray(numbers["scale"])
     s = run.summary.get("scores", {})
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), constrained_layout=True)
     title = f"{run.summary.get('name', 'fig6')}: {numbers.get('init')} init, t = {numbers.get('t_end'):g}"
+    if median:
+        q = run.summary.get("score_quartiles", {}).get("rich_cells_sim", [np.nan] * 3)
+        title += f"; median map of {run.summary.get('n')} task draws, rich cells IQR [{q[0]:.0f}, {q[2]:.0f}]"
     panels = [
         ("GD simulation", maps["twin"], CMAP, (-6, 0)),
         (f"theory ({numbers.get('theory_method')})", maps["theory"], CMAP, (-6, 0)),

@@ -32,9 +32,12 @@ def final_values(curves: pd.DataFrame, metric: str) -> pd.Series:
     return sub.groupby("member", sort=False)["value"].last().astype(np.float64)
 
 
-def fig6_maps(curves: pd.DataFrame, numbers: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Fig. 6 maps: ``{"twin": (R, C), "theory": (R, C)}`` of log10(KD + 1e-6), rows lambda, columns scale."""
-    final = final_values(curves, "log10_kd")
+def fig6_maps(curves: pd.DataFrame, numbers: dict[str, Any], metric: str = "log10_kd") -> dict[str, np.ndarray]:
+    """Fig. 6 maps: ``{"twin": (R, C), "theory": (R, C)}`` of log10(KD + 1e-6), rows lambda, columns scale.
+
+    ``metric="log10_kd:median"`` gives the median map of a seed-aggregated run.
+    """
+    final = final_values(curves, metric)
     labels = [[cell_label(a, b) for b in numbers["scale"]] for a in numbers["lambda"]]
     return {
         v: np.array([[final.get(f"{v}:{lab}", math.nan) for lab in row] for row in labels]) for v in ("twin", "theory")

@@ -260,3 +260,21 @@ def _fit_rss(fn, t: np.ndarray, p: np.ndarray, p0: list[float]) -> float:
     except (RuntimeError, ValueError):
         popt = p0
     return float(np.sum((p - fn(t, *popt)) ** 2))
+
+
+def cell_permutation_null(pred: np.ndarray, obs: np.ndarray, stat, n: int = 200, seed: int = 0) -> list[float]:
+    """``stat(permuted pred, obs)`` for ``n`` seeded permutations of the prediction's cells (the map's null).
+
+    A permuted map keeps every predicted value but places it at a random (lambda, ratio) cell: the score a prediction
+    gets for knowing the distribution of KD but not where the lazy and rich regions lie.
+    """
+    p = np.asarray(pred, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    flat = p.ravel()
+    return [float(stat(flat[rng.permutation(flat.size)].reshape(p.shape), obs)) for _ in range(n)]
+
+
+def rich_cells(log_map: np.ndarray, level: float = -3.0) -> float:
+    """The number of cells with log10 KD above ``level`` (the size of the rich region of one map)."""
+    m = np.asarray(log_map, dtype=np.float64)
+    return float(np.sum(np.isfinite(m) & (m > level)))

@@ -55,11 +55,12 @@ DEFAULTS: dict[str, Any] = {
     "boundary_kd": [0.1],
     "ratio_key": "model.init_scale",
     "imbalance_key": "model.layer_scales",
-    "agree_spearman": 0.7,
+    "agree_spearman": 0.5,
     "agree_boundary": 0.5,
     "agree_spearman_fig6": 0.9,
     "agree_maxdiff_fig6": 0.5,
     "oracle_frac": 0.9,
+    "oracle_min_cells": 20,
     "oracle_wedge_min": 1.0,
     "control_margin": 0.2,
     "control_reject_below": 0.5,
@@ -193,11 +194,11 @@ def score(curves: pd.DataFrame, prediction: Prediction, cfg: RunCfg) -> Outcome:
     """Map scores, negative controls and the verdict (thresholds in the module docstring)."""
     k = knobs(cfg.phenomenon)
     if k["mode"] == "fig6":
-        return _score_fig6(curves, prediction.numbers, k)
+        return _score_fig6(curves, prediction.numbers, k, cfg.seed)
     from comparisons.engine.sweep import point_label, sweep_points
 
     points = {point_label(p): p for p in sweep_points(cfg)}
-    return _score_pair(curves, points, k)
+    return _score_pair(curves, points, k, cfg.seed)
 
 
 def figures(run: Run, out_dir: Path) -> list[Path]:
@@ -228,12 +229,19 @@ def train(cfg: RunCfg, ctx: Context) -> tuple[pd.DataFrame, Prediction]:
     return pd.DataFrame(rows, columns=["member", "step", "time", "metric", "value"]), prediction
 
 
-def _score_fig6(curves: pd.DataFrame, numbers: dict[str, Any], k: dict[str, Any]) -> Outcome:
+def _score_fig6(curves: pd.DataFrame, numbers: dict[str, Any], k: dict[str, Any], seed: int = 0) -> Outcome:
     maps = fig6_maps(curves, numbers)
     lam, scale = np.asarray(numbers["lambda"]), np.asarray(numbers["scale"])
     levels = [float(v) for v in k["boundary_kd"]]
     sc = lrm.map_scores(maps["theory"], maps["twin"], np.log10(scale), levels)
     scores = {f"theory_vs_sim_{n}": v for n, v in sc.items()}
+    scores["rich_cells_sim"], scores["rich_cells_theory"] = lrm.rich_cells(maps["twin"]), lrm.rich_cells(maps["theory"])
+    nulls = {
+        "theory_vs_sim_spearman": lrm.cell_permutation_null(maps["theory"], maps["twin"], lrm.spearman, seed=seed),
+        "theory_vs_sim_max_abs_dlogkd": lrm.cell_permutation_null(
+            maps["theory"], maps["twin"], lrm.max_abs_diff, seed=seed
+        ),
+    }
     informative = (maps["theory"] > -5) | (maps["twin"] > -5)  # at least a decade above the 1e-6 floor
     scores["theory_vs_sim_spearman_informative"] = lrm.spearman(maps["theory"][informative], maps["twin"][informative])
     oracle = k.get("oracle", {})
@@ -243,13 +251,18 @@ def _score_fig6(curves: pd.DataFrame, numbers: dict[str, Any], k: dict[str, Any]
     controls = lrm.control_scores(
         maps["theory"], maps["twin"], sc["spearman"], k["control_margin"], k["control_reject_below"]
     )
-    criteria: dict[str, tuple[str, float]] = {
-        "theory_vs_sim_spearman": (">=", float(k["agree_spearman_fig6"])),
+    criteria: dict[str, tuple] = {
+        "theory_vs_sim_spearman": (">=", float(k["agree_spearman_fig6"]), "normalised"),
         "theory_vs_sim_max_abs_dlogkd": ("<=", float(k["agree_maxdiff_fig6"])),
     }
+    kinds = {"theory_vs_sim_spearman": "correlation", "theory_vs_sim_spearman_informative": "correlation"}
+    trials: dict[str, float] = {}
     for name in scores:
         if name.startswith("oracle_") and "frac" in name:
-            criteria[name] = (">=", float(k["oracle_frac"]))
+            kinds[name] = "fraction"
+            trials[name] = float(oracle_cells(lam, scale, oracle, name))
+            if trials[name] >= int(k["oracle_min_cells"]):  # a handful of cells cannot confirm a fraction
+                criteria[name] = (">=", float(k["oracle_frac"]))
         elif name.startswith("oracle_wedge"):
             criteria[name] = (">=", float(k["oracle_wedge_min"]))
     peak = {v: float(np.nanmax(maps[v])) for v in ("twin", "theory")}
@@ -263,13 +276,54 @@ def _score_fig6(curves: pd.DataFrame, numbers: dict[str, Any], k: dict[str, Any]
         f"theory ({numbers.get('theory_method')}) vs GD simulation of {lam.size}x{scale.size} nets; "
         "boundary distances are in log10(scale) units"
     ]
+    notes += [
+        f"{n} is reported, not judged: its region has {trials[n]:.0f} cells (< oracle_min_cells="
+        f"{k['oracle_min_cells']}); oracle_wedge_decades carries that claim"
+        for n in trials
+        if n not in criteria
+    ]
     return Outcome(
         scores=scores,
         negative_controls=controls,
         notes=notes,
         criteria=criteria,
         headline=headline,
+        nulls=nulls,
+        kinds=kinds,
+        trials=trials,
     )
+
+
+def oracle_cells(lam: np.ndarray, scale: np.ndarray, oracle: dict[str, Any], name: str) -> int:
+    """The number of cells of the oracle region behind ``oracle_lazy_frac_*`` / ``oracle_rich_frac_*``."""
+    al, sc = np.abs(lam)[:, None], scale[None, :]
+    region = np.zeros((lam.size, scale.size), bool)
+    if "lazy" in name:
+        for reg in oracle.get("lazy", []):
+            region |= (al >= reg["abs_lambda_min"]) & (sc >= reg["scale_min"])
+    else:
+        for reg in oracle.get("rich", []):
+            region |= (al <= reg["abs_lambda_max"]) & (sc <= reg["scale_max"])
+    return int(region.sum())
+
+
+def ceiling(run_a: Run, run_b: Run) -> dict[str, float]:
+    """The noise ceiling: seed b's observed map standing in for the prediction of seed a's (another task draw).
+
+    fig6: the simulated KD maps of two seeds (two draws of the 10-sample task) scored like theory vs simulation.
+    pair: the real KD maps of two seeds scored like the best predictor vs real.
+    """
+    k = knobs(run_a.config.get("phenomenon", {}))
+    levels = [float(v) for v in k["boundary_kd"]]
+    if k["mode"] == "fig6":
+        numbers = run_a.summary["prediction"]
+        a, b = fig6_maps(run_a.curves, numbers), fig6_maps(run_b.curves, run_b.summary["prediction"])
+        sc = lrm.map_scores(b["twin"], a["twin"], np.log10(np.asarray(numbers["scale"])), levels)
+        return {f"theory_vs_sim_{n}": v for n, v in sc.items()}
+    fa = pair_maps(run_a.curves, run_a.summary.get("points", {}), k)
+    fb = pair_maps(run_b.curves, run_b.summary.get("points", {}), k)
+    per = [lrm.map_scores(fb[t]["real"], fa[t]["real"], fa[t]["log_ratio"], levels) for t in fa if t in fb]
+    return {f"best_vs_real_{n}": float(np.nanmean([p[n] for p in per])) for n in (per[0] if per else {})}
 
 
 def oracle_checks(log_map: np.ndarray, lam: np.ndarray, scale: np.ndarray, oracle: dict[str, Any]) -> dict[str, float]:
@@ -306,7 +360,7 @@ def oracle_checks(log_map: np.ndarray, lam: np.ndarray, scale: np.ndarray, oracl
     return out
 
 
-def _score_pair(curves: pd.DataFrame, points: dict[str, dict], k: dict[str, Any]) -> Outcome:
+def _score_pair(curves: pd.DataFrame, points: dict[str, dict], k: dict[str, Any], seed: int = 0) -> Outcome:
     levels = [float(v) for v in k["boundary_kd"]]
     facets = pair_maps(curves, points, k)
     scores: dict[str, float] = {}
@@ -346,9 +400,10 @@ def _score_pair(curves: pd.DataFrame, points: dict[str, dict], k: dict[str, Any]
     for n in ("spearman", "max_abs_dlogkd", *(f"boundary_dist_kd{lv:g}" for lv in levels)):
         scores[f"best_vs_real_{n}"] = scores.get(f"{best}_vs_real_{n}", math.nan)
     s_best = scores["best_vs_real_spearman"]
-    criteria = {"best_vs_real_spearman": (">=", float(k["agree_spearman"]))}
+    criteria: dict[str, tuple] = {"best_vs_real_spearman": (">=", float(k["agree_spearman"]), "normalised")}
     if levels:
         criteria[f"best_vs_real_{first}"] = ("<=", float(k["agree_boundary"]))
+    nulls = _pair_nulls(facets, best, levels, seed)
     real_b = (
         [np.nanmean(lrm.boundary(fm["real"], fm["log_ratio"], math.log10(levels[0]))) for fm in facets.values()]
         if levels
@@ -371,11 +426,32 @@ def _score_pair(curves: pd.DataFrame, points: dict[str, dict], k: dict[str, Any]
         notes=notes,
         criteria=criteria,
         headline=headline,
+        nulls=nulls,
+        kinds={n: "correlation" for n in scores if "spearman" in n},
     )
+
+
+def _pair_nulls(facets: dict[str, dict[str, Any]], best: str, levels: list[float], seed: int) -> dict[str, list]:
+    """Cell-permutation nulls of the best predictor's scores vs real, averaged over facets draw by draw."""
+    out: dict[str, list[float]] = {}
+    stats = {"spearman": lrm.spearman}
+    for level in levels[:1]:
+        stats[f"boundary_dist_kd{level:g}"] = lambda p, o, fm, lv=level: lrm.boundary_distance(
+            p, o, fm["log_ratio"], math.log10(lv)
+        )
+    for name, fn in stats.items():
+        draws = []
+        for fm in facets.values():
+            stat = fn if name == "spearman" else (lambda p, o, fm=fm, fn=fn: fn(p, o, fm))
+            draws.append(lrm.cell_permutation_null(fm[best], fm["real"], stat, seed=seed))
+        out[f"best_vs_real_{name}"] = list(np.nanmean(np.asarray(draws, dtype=np.float64), axis=0))
+    return out
 
 
 def _nan_low(v: float | None) -> float:
     return -math.inf if v is None or not np.isfinite(v) else float(v)
 
 
-PHENOMENON = Phenomenon(name="lazy_rich", observe=observe, predict=predict, score=score, figures=figures, train=train)
+PHENOMENON = Phenomenon(
+    name="lazy_rich", observe=observe, predict=predict, score=score, figures=figures, train=train, ceiling=ceiling
+)

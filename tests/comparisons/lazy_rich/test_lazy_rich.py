@@ -237,7 +237,8 @@ def test_pair_score_agrees_for_a_faithful_prediction_and_rejects_both_controls()
     points = {point_label(p): p for p in sweep_points(cfg)}  # init_scale-major, like the runner
     real = np.array([[-0.3 - 1.6 * i - 0.4 * j for j in range(3)] for i in range(4)])  # (scale, r)
     good = score(_pair_curves(real, real + 0.05, points), Prediction(), cfg)
-    assert all(passes(good.scores, good.criteria).values())
+    assert False not in passes(good.scores, good.criteria).values()  # the normalised one needs seeds: None
+    assert min(good.nulls["best_vs_real_spearman"]) > -1 and max(good.nulls["best_vs_real_spearman"]) < 0.9
     assert good.scores["theory_vs_real_spearman"] == pytest.approx(1.0)
     assert good.negative_controls["theory:ratio_reversed"]["rejected"]
     bad = score(_pair_curves(real, real[::-1], points), Prediction(), cfg)  # the ratio axis reversed
@@ -274,8 +275,9 @@ def test_fig6a_run_end_to_end_is_agree_with_figures(tmp_path: Path) -> None:
         ]
     )
     summary = run(cfg)
-    assert all(passes(summary["scores"], summary["criteria"]).values())
+    assert False not in passes(summary["scores"], summary["criteria"]).values()
     assert summary["verdict"] == "inconclusive" and "1 seed(s)" in summary["verdict_reason"]
+    assert summary["evidence"]["theory_vs_sim_spearman"]["p"] == pytest.approx(1 / 201)  # beats all 200 permutations
     assert summary["scores"]["theory_vs_sim_spearman"] > 0.95
     assert all(c["rejected"] for c in summary["negative_controls"].values())
     assert (tmp_path / "run" / "figures" / "lazy_rich_fig6.png").exists()
@@ -318,3 +320,27 @@ def test_pair_run_end_to_end_writes_maps_scores_and_figures(tmp_path: Path) -> N
 def test_experiments_compose_and_validate(name: str) -> None:
     cfg = compose_cfg([f"experiment={name}"])
     assert knobs(cfg.phenomenon)["mode"] == ("fig6" if "fig6" in name else "pair")
+
+
+def test_fig6a_over_three_task_draws_is_agree_with_a_ceiling(tmp_path: Path) -> None:
+    """Three seeds = three draws of the 10-sample task: the theory beats its null, and the seed-to-seed ceiling of a
+    one-draw map is reported beside it (the theory, solved on the same draw, predicts it better than a second draw)."""
+    from comparisons.engine.run import run
+
+    cfg = compose_cfg(
+        [
+            "experiment=lazy_rich_fig6a",
+            "seeds=[0,1,2]",
+            f"paths.run_dir={tmp_path / 'run'}",
+            "phenomenon.fig6.lambda=[-6,6,9]",
+            "phenomenon.fig6.scale=[1,20,6]",
+        ]
+    )
+    summary = run(cfg)
+    ev = summary["evidence"]["theory_vs_sim_spearman"]
+    assert summary["n"] == 3 and ev["p"] < 0.05 and -1 < ev["lo"] <= ev["value"] <= ev["hi"] < 1
+    assert 0 < ev["ceiling"] < 1 and ev["normalised"] > 0.9
+    assert summary["verdict"] == "agree", summary["verdict_reason"]
+    q = summary["score_quartiles"]["rich_cells_sim"]
+    assert q[0] <= q[1] <= q[2]
+    assert (tmp_path / "run" / "figures" / "lazy_rich_fig6.png").exists()
