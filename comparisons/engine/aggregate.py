@@ -88,7 +88,6 @@ def ceilings_of(runs: list[rundir.Run]) -> list[dict[str, float]]:
 def aggregate_summaries(summaries: list[dict[str, Any]], ceilings: Sequence[dict[str, float]] = ()) -> dict[str, Any]:
     """Combine the summaries of one config over seeds into one summary with intervals, nulls and the verdict."""
     first = summaries[0]
-    criteria = first.get("criteria", {})
     kinds = first.get("kinds", {})
     names = sorted({k for s in summaries for k in s.get("scores", {})})
     intervals = {}
@@ -118,19 +117,8 @@ def aggregate_summaries(summaries: list[dict[str, Any]], ceilings: Sequence[dict
         **judged,
         "negative_controls": controls,
         "wall_time_s": round(sum(s.get("wall_time_s", 0.0) for s in summaries), 3),
-        # the key numbers are per run: show seed 0's, labelled, and the aggregated criteria scores beside them
-        "headline": {
-            **{
-                k: f"{v} (seed {summaries[0].get('seed')})"
-                for k, v in first.get("headline", {}).items()
-                if k in ("predicted", "observed")
-            },
-            "theory": "; ".join(
-                f"{k}={intervals[k][0]:.3g} [{intervals[k][1]:.3g},{intervals[k][2]:.3g}]"
-                for k in criteria
-                if k in intervals
-            ),
-        },
+        # the key numbers are per run: seed 0's, labelled; the evidence column of the scoreboard has the seed statistics
+        "headline": {k: f"{v} (seed {first.get('seed')})" for k, v in first.get("headline", {}).items()},
     }
 
 

@@ -20,7 +20,37 @@ from comparisons.engine.aggregate import aggregate_summaries, ceilings_of, group
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["phenomenon", "setting", "n", "predicted", "observed", "theory", "twin", "verdict", "neg. control", "seeds"]
+COLUMNS = [
+    "phenomenon",
+    "setting",
+    "n",
+    "predicted",
+    "observed",
+    "theory",
+    "twin",
+    "evidence",
+    "verdict",
+    "neg. control",
+    "seeds",
+]
+MISSING_EVIDENCE = "no evidence recorded (run dir predates nulls and ceilings); rerun with seeds=[0,1,2] for a verdict"
+
+
+def evidence_cell(s: dict[str, Any]) -> str:
+    """The scoreboard's evidence: the weakest judged criterion's p-value, and its normalised agreement if any."""
+    ev = s.get("evidence")
+    if not ev:
+        return "n/a (old run dir)"
+    judged = {k: e for k, e in ev.items() if e.get("criterion")}
+    if not judged:
+        return "no criterion"
+    with_p = [e["p"] for e in judged.values() if e.get("p") is not None]
+    parts = [f"max p={max(with_p):.2g}" if with_p else "no null"]
+    norm = [(k, e) for k, e in judged.items() if e.get("normalised") is not None]
+    if norm:
+        k, e = min(norm, key=lambda kv: kv[1]["normalised"])
+        parts.append(f"norm {e['normalised']:.2f} [{e['normalised_lo']:.2f},{e['normalised_hi']:.2f}]")
+    return ", ".join(parts)
 
 
 def scoreboard_rows(summaries: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -48,6 +78,7 @@ def scoreboard_rows(summaries: list[dict[str, Any]]) -> list[dict[str, str]]:
                 "observed": head.get("observed", ""),
                 "theory": head.get("theory", "; ".join(fallback)),
                 "twin": head.get("twin", ""),
+                "evidence": evidence_cell(s),
                 "verdict": str(s.get("verdict", "?")),
                 "neg. control": control,
                 "seeds": ",".join(str(x) for x in s.get("seeds", [s.get("seed")])),
@@ -88,13 +119,24 @@ def write_report(
 ) -> Path:
     """Write report.md and report.html (figures inlined) and the scoreboard heatmap into ``out_dir``."""
     rows = scoreboard_rows(summaries)
-    heat = scoreboard_heatmap(summaries, out_dir / "figures")
+    heat = forest_plot(summaries, out_dir / "figures")
     md = [f"# {title}", ""] + (preamble or []) + ["", markdown_table(rows), ""]
+    md += [
+        "Verdict rule (comparisons/engine/stats.py, docs/theory.md 9): *agree* when every criterion's 95% seed "
+        "interval lies on its passing side and every criterion with a null beats it at p < 0.05; *disagree* when an "
+        "interval lies wholly on the failing side; *inconclusive* otherwise.",
+        "",
+    ]
     if heat is not None:
-        md += [f"![scoreboard]({heat.relative_to(out_dir)})", ""]
+        md += [f"![evidence]({heat.relative_to(out_dir)})", ""]
     for s in summaries:
         key = str(s.get("name"))
         md += [f"## {s.get('phenomenon')}: {key}", "", f"verdict: **{s.get('verdict')}** (n={s.get('n', 1)})", ""]
+        md += [f"- why: {s['verdict_reason']}" if s.get("verdict_reason") else f"- {MISSING_EVIDENCE}"]
+        for k, e in (s.get("evidence") or {}).items():
+            if e.get("criterion"):
+                md.append(f"- `{k}` ({e.get('call')}): {e.get('flip', '')}")
+        md.append("")
         intervals = s.get("score_intervals", {})
         md += ["| score | value | 95% interval | criterion |", "|---|---|---|---|"]
         crit = s.get("criteria", {})
@@ -118,63 +160,78 @@ def write_report(
     return out_dir / "report.md"
 
 
-def scoreboard_heatmap(summaries: list[dict[str, Any]], out_dir: Path) -> Path | None:
-    """One row per (setting, criterion or negative control); colour: pass (+1), undecided (0), fail (-1); each
-    cell is annotated with the score and its threshold.
+def forest_plot(summaries: list[dict[str, Any]], out_dir: Path) -> Path | None:
+    """The evidence of every judged criterion, one row each: the seed values and 95% interval, the null's band
+    (2.5-97.5% of its pooled draws), the noise ceiling and the criterion's threshold; colour = the criterion's call.
+    Each row has its own x axis (scores have different units); a normalised criterion is drawn normalised.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
-    import seaborn as sns
 
-    from comparisons.engine.aggregate import OPS
-
-    labels, states, annots = [], [], []
+    rows = []
     for s in summaries:
-        setting = str(s.get("name"))
-        iv = s.get("score_intervals", {})
-        for k, (op, thr) in s.get("criteria", {}).items():
-            v = s.get("scores", {}).get(k, math.nan)
-            lo, hi = iv.get(k, [v, v])
-            ok = [OPS[op](x, thr) if x is not None and math.isfinite(x) else None for x in (lo, hi)]
-            labels.append(f"{setting}: {k}")
-            states.append(1 if all(ok) else -1 if ok == [False, False] else 0)
-            annots.append(f"{_num(v)}  (needs {op} {_num(thr)})")
-        for k, c in s.get("negative_controls", {}).items():
-            labels.append(f"{setting}: control {k}")
-            states.append(1 if c.get("rejected") else -1)
-            annots.append(("rejected" if c.get("rejected") else "NOT rejected") + f"  (score {_num(c.get('score'))})")
-    if not labels:
+        for k, e in (s.get("evidence") or {}).items():
+            if e.get("criterion"):
+                rows.append((f"{s.get('name')}: {k}", e))
+    if not rows:
         return None
-    z = np.asarray(states, dtype=float)[:, None]
-    fig, ax = plt.subplots(figsize=(8.5, 0.32 * len(labels) + 1.2))
-    sns.heatmap(
-        z,
-        ax=ax,
-        cmap=sns.color_palette(["#d55e00", "#f0e442", "#009e73"], as_cmap=True),
-        vmin=-1,
-        vmax=1,
-        annot=np.asarray(annots, dtype=object)[:, None],
-        fmt="",
-        cbar=False,
-        linewidths=0.5,
-        xticklabels=False,
-        yticklabels=labels,
-        annot_kws={"fontsize": 8},
-    )
-    ax.set_title("green: criterion met / control rejected; orange: not; yellow: undecided", fontsize=9)
-    ax.tick_params(axis="y", labelsize=8)
-    fig.tight_layout()
+    colours = {"pass": "#009e73", "fail": "#d55e00", "straddle": "#e69f00"}
+    fig, axes = plt.subplots(len(rows), 1, figsize=(9, 0.62 * len(rows) + 1.0), squeeze=False)
+    for ax, (label, e) in zip(axes[:, 0], rows, strict=True):
+        crit = e["criterion"]
+        norm = len(crit) > 2 and e.get("normalised") is not None
+
+        def val(key: str, e: dict = e, norm: bool = norm) -> float:
+            return math.nan if e.get(key) is None else _norm1(e[key], e, norm)
+
+        if e.get("null_lo") is not None:
+            ax.axvspan(val("null_lo"), val("null_hi"), color="0.85", label="null 95%")
+        if e.get("ceiling") is not None:
+            ax.axvline(val("ceiling"), color="#0072b2", lw=1.5, ls="--", label="ceiling")
+        ax.axvline(float(crit[1]), color="k", lw=1, ls=":", label="threshold")
+        lo, hi = (e.get("normalised_lo"), e.get("normalised_hi")) if norm else (e.get("lo"), e.get("hi"))
+        centre = e.get("normalised") if norm else e.get("value")
+        c = colours.get(e.get("call"), "0.4")
+        if lo is not None and hi is not None:
+            ax.plot([lo, hi], [0, 0], color=c, lw=3)
+        if centre is not None:
+            ax.plot([centre], [0], "o", color=c, ms=7)
+        for v in e.get("values") or []:
+            if v is not None:
+                ax.plot([_norm1(v, e, norm)], [0.25], "|", color=c)
+        p = e.get("p")
+        ax.set_yticks([])
+        ax.set_ylim(-0.6, 0.6)
+        ax.set_ylabel("")
+        ax.set_title(
+            f"{label}  ({'normalised: 0 null, 1 ceiling' if norm else 'score'}; {crit[0]} {crit[1]}"
+            + (f"; p={p:.2g}" if p is not None else "; no null")
+            + ")",
+            fontsize=8,
+            loc="left",
+        )
+        ax.tick_params(axis="x", labelsize=7)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="upper right", fontsize=7, ncol=3)
+    fig.suptitle("evidence per criterion: dot = seed mean, bar = 95% interval, ticks = seeds", fontsize=9, x=0.3)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "scoreboard.png", out_dir / "scoreboard.pdf"]
+    paths = [out_dir / "evidence.png", out_dir / "evidence.pdf"]
     for p in paths:
         tmp = p.with_name(p.name + ".tmp")
         fig.savefig(tmp, format=p.suffix[1:], dpi=130)
         tmp.replace(p)
     plt.close(fig)
     return paths[0]
+
+
+def _norm1(v: float, e: dict[str, Any], norm: bool) -> float:
+    """A value of the evidence ``e`` on the plot's axis: as is, or normalised (0 = null mean, 1 = ceiling)."""
+    if not norm:
+        return float(v)
+    return (float(v) - e["null_mean"]) / (e["ceiling"] - e["null_mean"])
 
 
 def collect(path: Path) -> tuple[list[dict[str, Any]], dict[str, list[Path]]]:

@@ -51,6 +51,8 @@ class Evidence:
     hi: float
     kind: str = "real"
     null_mean: float = math.nan
+    null_lo: float = math.nan  # 2.5th and 97.5th percentiles of the pooled null draws (the null band)
+    null_hi: float = math.nan
     null_draws: int = 0
     p: float = math.nan
     ceiling: float = math.nan
@@ -203,6 +205,7 @@ def evidence(
     op = criterion[0] if criterion else ">="
     if null.size:
         ev.null_mean, ev.null_draws = float(null.mean()), int(null.size)
+        ev.null_lo, ev.null_hi = (float(q) for q in np.percentile(null, [2.5, 97.5]))
         ev.p = p_value(m, null, op)
     ceil = _finite(ceilings)
     if ceil.size:

@@ -152,5 +152,5 @@ def test_seeds_are_aggregated_and_report_renders(tmp_path, fake_phenomenon) -> N
     assert report_main([str(parent)]) == 0
     md = (parent / "report.md").read_text()
     assert "| grokking |" in md and "n=3" in md and (parent / "report.html").exists()
-    assert (parent / "figures" / "scoreboard.png").exists()
+    assert (parent / "figures" / "evidence.png").exists()
     assert "data:image/png;base64," in (parent / "report.html").read_text()
