@@ -69,6 +69,9 @@ def run(cfg: RunCfg) -> dict[str, Any]:
     curves = pd.concat([observed, prediction.curves], ignore_index=True)[rundir.CURVE_COLUMNS]
     outcome, omitted = score_with_divergence(phen, curves, prediction, cfg, members)
     summary = _summary(cfg, outcome, prediction, members, time.time() - t0)
+    if phen.train is not None:  # a phenomenon that trains its own members reports their divergence in its numbers
+        summary["diverged"].update(prediction.numbers.get("diverged") or {})
+        summary["notes"] += [f"{k} diverged at step {v}" for k, v in (prediction.numbers.get("diverged") or {}).items()]
     summary["omitted_scores"] = omitted
     summary.update(judgement([summary]))
     return finish_run(run_dir, cfg, curves, summary)

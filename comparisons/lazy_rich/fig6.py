@@ -222,6 +222,12 @@ def train_fig6(
         "scale": grid.scale.tolist(),
         "t_end": t_end,
         "steps": steps,
+        # cells whose GD blew up (NaN/inf loss or KD at the end; the batched simulation keeps no step of its own)
+        "diverged": {
+            f"twin:{lab}": steps
+            for lab, loss, kd in zip(labels, np.ravel(sim["loss"]), np.ravel(sim["kd"]), strict=True)
+            if not (np.isfinite(loss) and np.isfinite(kd))
+        },
     }
     return observed, Prediction(curves=predicted, numbers=numbers)
 

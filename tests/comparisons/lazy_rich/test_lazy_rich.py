@@ -344,3 +344,22 @@ def test_fig6a_over_three_task_draws_is_agree_with_a_ceiling(tmp_path: Path) -> 
     q = summary["score_quartiles"]["rich_cells_sim"]
     assert q[0] <= q[1] <= q[2]
     assert (tmp_path / "run" / "figures" / "lazy_rich_fig6.png").exists()
+
+
+def test_fig6_cells_that_blow_up_are_recorded_as_diverged(tmp_path: Path) -> None:
+    """The fig6 grid trains its own nets (Phenomenon.train): its diverged cells reach summary["diverged"] too."""
+    from comparisons.engine.run import run
+
+    cfg = compose_cfg(
+        [
+            "experiment=lazy_rich_fig6a",
+            f"paths.run_dir={tmp_path / 'run'}",
+            "phenomenon.fig6.lambda=[-6,6,3]",
+            "phenomenon.fig6.scale=[1,20,3]",
+            "optim.lr=2.0",
+            "train.steps=20",
+        ]
+    )
+    summary = run(cfg)
+    assert summary["diverged"] and all(k.startswith("twin:") and v == 20 for k, v in summary["diverged"].items())
+    assert any("diverged at step 20" in n for n in summary["notes"])
