@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -238,10 +239,50 @@ def _batched_forward(model: nn.Module, x: torch.Tensor, chunk: int = 4096) -> to
     return torch.cat([model(x[i : i + chunk]) for i in range(0, len(x), chunk)])
 
 
+class LogProgress:
+    """Progress outside a terminal (SLURM, nohup): one log line every ``every_s`` seconds with the step, the latest
+    metrics and the ETA; the same three methods as the tqdm bar it stands in for."""
+
+    def __init__(self, name: str, total: int, initial: int, every_s: float = 30.0) -> None:
+        self.name, self.total, self.n, self.every_s = name, total, initial, every_s
+        self.t0 = self.last = time.monotonic()
+        self.n0 = initial
+        self.latest = ""
+
+    def set_postfix_str(self, text: str, refresh: bool = False) -> None:
+        """Remember the latest metrics for the next line."""
+        self.latest = text
+
+    def update(self, n: int = 1) -> None:
+        """Count ``n`` steps; log a line when ``every_s`` seconds have passed since the last one."""
+        self.n += n
+        now = time.monotonic()
+        if now - self.last < self.every_s:
+            return
+        self.last = now
+        rate = (self.n - self.n0) / max(now - self.t0, 1e-9)
+        eta = (self.total - self.n) / rate if rate > 0 else float("nan")
+        log.info(
+            "%s: step %d/%d (%.0f%%) %s ETA %s",
+            self.name,
+            self.n,
+            self.total,
+            100.0 * self.n / max(self.total, 1),
+            self.latest,
+            f"{int(eta // 60)}:{int(eta % 60):02d}" if eta == eta else "?",
+        )
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
 def _progress(cfg: RunCfg, steps: int, start: int):
+    """A tqdm bar on a terminal, :class:`LogProgress` elsewhere (``train.progress=auto``), or nothing (``off``)."""
     mode = cfg.train.progress
-    if mode == "off" or (mode == "auto" and not sys.stderr.isatty()):
+    if mode == "off":
         return None
+    if mode == "auto" and not sys.stderr.isatty():
+        return LogProgress(cfg.name or "train", steps, start)
     from tqdm import tqdm
 
     return tqdm(total=steps, initial=start, desc=cfg.name or "train", leave=False, dynamic_ncols=True)

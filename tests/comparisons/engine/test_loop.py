@@ -65,3 +65,20 @@ def test_pair_shares_init_and_identical_members_get_identical_curves(tmp_path) -
     t = rows[rows.member == "twin"]
     assert not np.allclose(a["value"].to_numpy(), t["value"].to_numpy())  # the twin is a different network
     assert set(rows["step"]) == set(eval_steps(40, 5))
+
+
+def test_progress_outside_a_terminal_is_a_log_line_with_step_and_eta(caplog) -> None:
+    import logging
+
+    from comparisons.engine.members import LogProgress
+
+    bar = LogProgress("smoke", total=100, initial=0, every_s=0.0)  # every update logs
+    bar.set_postfix_str("train_loss=0.5")
+    with caplog.at_level(logging.INFO, logger="comparisons.engine.members"):
+        bar.update(25)
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.startswith("smoke: step 25/100 (25%) train_loss=0.5 ETA ")
+    quiet = LogProgress("smoke", total=100, initial=0, every_s=3600.0)
+    caplog.clear()
+    quiet.update(50)
+    assert caplog.records == []
