@@ -14,9 +14,9 @@ Every model has ``forward(x) -> (N, out_dim)``, ``forward_features(x) -> (N, num
 ``resnet_small``, ``transformer``. This package imports nothing from the rest of lintwin.
 """
 
-from deep_models import mlp as _mlp  # noqa: F401  (registers "mlp")
-from deep_models import resnet as _resnet  # noqa: F401  (registers "resnet18_cifar", "resnet_small")
-from deep_models import transformer as _transformer  # noqa: F401  (registers "transformer")
+import importlib as _importlib
+import pkgutil as _pkgutil
+
 from deep_models._registry import create_model, list_models, model_kwargs, register_model
 from deep_models.homotopy import with_nonlinearity
 from deep_models.twin import is_layerwise_linear, linear_twin, nonlinear_modules
@@ -31,3 +31,10 @@ __all__ = [
     "register_model",
     "with_nonlinearity",
 ]
+
+# Model modules are discovered: every public module of this package is imported, so that its @register_model
+# functions register themselves (adding an architecture = one file here + one conf/model/<name>.yaml).
+_NOT_MODELS = {"homotopy", "twin"}
+for _m in _pkgutil.iter_modules(__path__):
+    if not _m.name.startswith("_") and _m.name not in _NOT_MODELS:
+        _importlib.import_module(f"deep_models.{_m.name}")
