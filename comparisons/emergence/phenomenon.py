@@ -37,7 +37,7 @@ import torch
 
 from comparisons.emergence.figures import figures
 from comparisons.emergence.metrics import skill_projection
-from comparisons.emergence.scores import knobs, score
+from comparisons.emergence.scores import ceiling, knobs, score
 from comparisons.emergence.theory import _theory_final, calibrate, theory_time
 from comparisons.engine.config import ConfigError, RunCfg
 from comparisons.engine.loop import train_members
@@ -178,4 +178,6 @@ def _shuffled_control(members: list[Member], cfg: RunCfg, ctx: Context) -> Membe
     )
 
 
-PHENOMENON = Phenomenon(name="emergence", observe=observe, predict=predict, score=score, figures=figures, train=train)
+PHENOMENON = Phenomenon(
+    name="emergence", observe=observe, predict=predict, score=score, figures=figures, train=train, ceiling=ceiling
+)

@@ -1,4 +1,4 @@
-"""Scores, criteria, verdict and negative controls of an emergence run (docs/theory.md 4.3-4.6).
+"""Scores, criteria, nulls, noise ceiling and negative controls of an emergence run (docs/theory.md 4.3-4.6).
 
 Time variant (members ``real``, ``twin``, ``real:control=shuffled_control``, ``theory``), with n_s skills:
 
@@ -23,11 +23,45 @@ fitted on skill 1), ``rmse_heldout`` (final R_k/S of skills 2..n_s over all poin
 uncalibrated model: 1 - (1 - p_k)^D, or one skill per neuron), ``exponent_{data,params}_{real,theory,predicted}``
 (ln final test loss against ln D or ln N; predicted -alpha/(alpha+1) and -alpha) and ``twin_max_skill``.
 
-Verdict (``criteria``): time: ``rmse_heldout <= rmse_max``, ``log_ratio_mae <= log_ratio_max``,
-``slope_error <= slope_tol``; data/params: ``rmse_heldout <= rmse_max``. *agree* when all pass, *disagree* when one
-fails, *inconclusive* when one is NaN (too few skills emerged) or a negative control is not rejected. The scaling
-exponents are reported, not judged: with n_s = 5 skills the loss is a staircase of five steps, so the asymptotic
-power law is only a trend (compare real with the finite-n_s theory over the same window).
+Criteria (judged by the engine's one verdict rule, :mod:`comparisons.engine.stats`: intervals over seeds, p-values
+against the nulls below, normalised agreement between null and noise ceiling):
+
+- ``neg_rmse_heldout`` (= -``rmse_heldout``: larger is better, as the engine's p-values read a normalised
+  criterion's ``>=``; negating leaves the normalised value unchanged): normalised agreement ``>= rmse_norm_min``
+  (0.5; ``(">=", 0.5, "normalised")``): the theory's held-out curves are at least half-way from chance (the
+  skill-permutation null's mean, 0) to another seed of the same net (the noise ceiling, 1). Normalised, not a bare
+  RMSE: the bare RMSE depends on the run window (skills that neither emerge nor are predicted to inside it add zero
+  error and shrink it) and on the probe noise; null and ceiling shrink with it, so the normalised score is
+  comparable across presets. (It can exceed 1: the ceiling compares two noisy seeds, the theory has no sampling
+  noise.)
+- ``log_ratio_mae <= log_ratio_max`` (0.405, every held-out skill within a factor 1.5 in time): an absolute bar,
+  since a factor in emergence time means the same in every window; its null is the same skill permutation.
+- ``slope_error <= slope_tol`` (0.3): |slope + 1| of ln t_k against ln p_k, predicted exactly -1 (docs/theory.md
+  4.4); absolute for the same reason; its null shuffles the frequencies.
+- data / params variants: ``neg_rmse_heldout`` as above (final R_k/S over the sweep points), null and ceiling alike.
+
+Nulls (``nulls``, ``null_draws`` = 200 seeded draws per run, seeded by the run's seed so the seeds' draws are
+independent and the engine's pooled null, draw j averaged over seeds, is a draw of the seed mean under the null):
+
+- ``neg_rmse_heldout`` and ``log_ratio_mae``: the skill assignment permuted. Draw j pairs observed held-out skill k
+  with the calibrated prediction of held-out skill pi_j(k), pi_j a uniform random permutation of skills 2..n_s
+  (skill 1 fixed: it carries the fitted constant, which stays fitted on the true skill 1). This keeps everything
+  the theory gets for free (the sigmoid shape, the calibrated tau, the range of times) and breaks only the claim
+  under test, that skill k's curve and time follow from its own p_k. A time-shift null was rejected: a shifted
+  sigmoid family keeps the 1/p_k law and only tests the fitted tau. With 4 held-out skills there are only 24
+  permutations (the identity among them, so one run's p cannot go below ~1/24 and ties such as two skills that
+  stay at 0 raise it); the pooled null over 3 seeds has 24^3 cases, so the seed mean can reach p < 0.05. Draws
+  are uniform random permutations with replacement (the identity included), not the exact enumeration, so that
+  every seed has the same number of independent draws for the engine's pooling.
+- ``slope_error``: the frequencies shuffled: the slope of ln t_obs,k against ln p_pi_j(k), pi_j a uniform random
+  permutation of all n_s skills, over the skills that emerged.
+
+Noise ceiling (:func:`ceiling`): the same three judged scores with seed b's real net standing in for the theory's
+prediction of seed a's: minus the RMSE of seed a's held-out R_k/S against seed b's, mean |ln(t_a,k / t_b,k)| over the
+held-out skills (censored as for the theory), and |slope_a - slope_b|.
+
+The scaling exponents are reported, not judged: with n_s = 5 skills the loss is a staircase of five steps, so the
+asymptotic power law is only a trend (compare real with the finite-n_s theory over the same window).
 
 Negative controls:
 
@@ -41,13 +75,17 @@ Negative controls:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from comparisons.emergence.metrics import crossing_step, power_law_exponent, rmse, sharpness, slope_fit
+from comparisons.engine import stats
 from comparisons.engine.phenomenon import Outcome, Prediction
+
+if TYPE_CHECKING:
+    from comparisons.engine.rundir import Run
 
 DEFAULTS: dict[str, Any] = {
     "variant": "time",  # time | data | params
@@ -55,9 +93,11 @@ DEFAULTS: dict[str, Any] = {
     "level": 0.5,  # emergence: R_k/S crosses this (docs/theory.md 4.4)
     "r0_divisor": 3.6,  # R_k(0) = init^2 / 3.6, the authors' match to the measured strength (docs/theory.md 4.3)
     "min_emerged": 3,  # skills needed for a slope
-    "rmse_max": 0.15,  # verdict thresholds (module docstring)
-    "log_ratio_max": 0.405,
-    "slope_tol": 0.3,
+    "rmse_norm_min": 0.5,  # criteria (module docstring): normalised held-out RMSE agreement
+    "log_ratio_max": 0.405,  # mean |ln(t_obs/t_pred)|, held-out skills
+    "slope_tol": 0.3,  # |slope + 1|
+    "rmse_max": 0.15,  # swapped_frequencies control: a prediction with a larger held-out RMSE is no match
+    "null_draws": 200,  # permutation draws per run (module docstring)
 }
 VARIANTS = ("time", "data", "params")
 CONTROL_MEMBER = "real:control=shuffled_control"
@@ -76,11 +116,38 @@ def knobs(cfg: Any) -> dict[str, Any]:
 
 
 def score(curves: pd.DataFrame, prediction: Prediction, cfg: Any) -> Outcome:
-    """Scores, criteria, verdict and negative controls of one emergence run (module docstring)."""
+    """Scores, criteria, nulls and negative controls of one emergence run (module docstring)."""
     kn = knobs(cfg)
+    kn["rng_seed"] = int(getattr(cfg, "seed", 0) or 0) if cfg is not None else 0
     if prediction.numbers["variant"] == "time":
         return _score_time(curves, prediction, kn)
     return _score_final(curves, prediction, kn)
+
+
+def log_ratios(t_obs: np.ndarray, t_pred: np.ndarray, last: float) -> np.ndarray:
+    """ln(t_obs/t_pred) per skill; a skill predicted inside the run (t_pred <= last) that never emerged gets the
+    lower bound ln(last / t_pred); NaN where neither emerged nor predicted to inside the run."""
+    t_obs, t_pred = np.asarray(t_obs, dtype=np.float64), np.asarray(t_pred, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.log(t_obs / t_pred)
+        censored = ~np.isfinite(t_obs) & (t_pred <= last)
+        ratios[censored] = np.log(last / t_pred[censored])
+    return ratios
+
+
+def mean_abs(ratios: np.ndarray) -> float:
+    """Mean |ratio| over the finite entries (NaN if none): ``log_ratio_mae`` of the held-out skills."""
+    a = np.abs(np.asarray(ratios, dtype=np.float64))
+    return float(np.mean(a[np.isfinite(a)])) if np.isfinite(a).any() else math.nan
+
+
+def permutations(n_held: int, n_all: int, draws: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded null draws: (draws, n_held) permutations of the held-out skills' indices 1..n_held (skill 1, index 0,
+    fixed) and (draws, n_all) permutations of all skills (the shuffled frequencies); independent across seeds."""
+    rng = np.random.default_rng([seed, 20250221])
+    held = np.array([rng.permutation(n_held) + 1 for _ in range(draws)], dtype=np.int64).reshape(draws, n_held)
+    full = np.array([rng.permutation(n_all) for _ in range(draws)], dtype=np.int64).reshape(draws, n_all)
+    return held, full
 
 
 def emergence_steps(steps: np.ndarray, r: np.ndarray, level: float) -> np.ndarray:
@@ -112,14 +179,13 @@ def _score_time(curves: pd.DataFrame, prediction: Prediction, kn: dict[str, Any]
         "rmse_heldout": rmse(r[:, 1:], th[:, 1:]),
         "rmse_skill1": rmse(r[:, 0], th[:, 0]),
     }
+    scores["neg_rmse_heldout"] = -scores["rmse_heldout"]
     t_obs, t_pred = emergence_steps(steps, r, level), np.asarray(nums.get("t_pred", [math.nan] * n))
-    ratios = np.log(t_obs / t_pred)
+    ratios = log_ratios(t_obs, t_pred, steps[-1])
     censored = ~np.isfinite(t_obs) & (t_pred <= steps[-1])  # predicted inside the run, never seen
-    ratios[censored] = np.log(steps[-1] / t_pred[censored])
     for k in range(n):
         scores.update({f"t_obs_{k + 1}": t_obs[k], f"t_pred_{k + 1}": t_pred[k], f"log_ratio_{k + 1}": ratios[k]})
-    held = np.abs(ratios[1:])
-    scores["log_ratio_mae"] = float(np.mean(held[np.isfinite(held)])) if np.isfinite(held).any() else math.nan
+    scores["log_ratio_mae"] = mean_abs(ratios[1:])
     scores.update(ordered_slope(p, t_obs, kn))
     sharp = [sharpness(steps, r[:, k], level=level) for k in range(n)]
     scores["sharpness_obs"] = float(np.nanmean(sharp)) if np.isfinite(sharp).any() else math.nan
@@ -135,7 +201,7 @@ def _score_time(curves: pd.DataFrame, prediction: Prediction, kn: dict[str, Any]
         wc = _wide(curves, CONTROL_MEMBER)
         rc = wc.reindex(columns=cols).to_numpy()
         sl = ordered_slope(p, emergence_steps(wc.index.to_numpy(dtype=np.float64), rc, level), kn)
-        ordered = math.isfinite(sl["slope_error"]) and sl["slope_error"] <= kn["slope_tol"]
+        ordered = stats.passes(sl, {"slope_error": ("<=", kn["slope_tol"])})["slope_error"] is True
         controls["shuffled_control"] = {
             "score": sl["n_emerged"],
             "rejected": not ordered,
@@ -147,10 +213,17 @@ def _score_time(curves: pd.DataFrame, prediction: Prediction, kn: dict[str, Any]
     th_sw = _wide(swapped.curves, "theory").reindex(index=real.index, columns=cols).to_numpy()
     controls["swapped_frequencies"] = _swapped(rmse(r[:, 1:], th_sw[:, 1:]), scores["rmse_heldout"], kn)
     criteria = {
-        "rmse_heldout": ("<=", kn["rmse_max"]),
+        "neg_rmse_heldout": (">=", kn["rmse_norm_min"], "normalised"),
         "log_ratio_mae": ("<=", kn["log_ratio_max"]),
         "slope_error": ("<=", kn["slope_tol"]),
     }
+    held, full = permutations(n - 1, n, int(kn["null_draws"]), kn["rng_seed"])
+    nulls = {
+        "neg_rmse_heldout": [-rmse(r[:, 1:], th[:, pi]) for pi in held],
+        "log_ratio_mae": [mean_abs(log_ratios(t_obs[1:], t_pred[pi], steps[-1])) for pi in held],
+    }
+    if math.isfinite(scores["slope_error"]):
+        nulls["slope_error"] = [ordered_slope(p[pi], t_obs, kn)["slope_error"] for pi in full]
     if censored[1:].any():
         notes.append(
             f"skills {(np.nonzero(censored)[0] + 1).tolist()} never emerged though predicted inside the run;"
@@ -164,7 +237,7 @@ def _score_time(curves: pd.DataFrame, prediction: Prediction, kn: dict[str, Any]
         "theory": f"rmse={scores['rmse_heldout']:.3f}",
         "twin": f"max R/S={scores.get('twin_max_skill', math.nan):.3f}",
     }
-    return _outcome(scores, criteria, controls, notes, headline)
+    return _outcome(scores, criteria, controls, notes, headline, nulls)
 
 
 def _score_final(curves: pd.DataFrame, prediction: Prediction, kn: dict[str, Any]) -> Outcome:
@@ -212,7 +285,11 @@ def _score_final(curves: pd.DataFrame, prediction: Prediction, kn: dict[str, Any
         "theory": f"rmse={scores['rmse_heldout']:.3f}",
         "twin": f"max R/S={scores.get('twin_max_skill', math.nan):.3f}",
     }
-    return _outcome(scores, {"rmse_heldout": ("<=", kn["rmse_max"])}, controls, notes, headline)
+    held, _ = permutations(n - 1, n, int(kn["null_draws"]), kn["rng_seed"])
+    scores["neg_rmse_heldout"] = -scores["rmse_heldout"]
+    nulls = {"neg_rmse_heldout": [-rmse(r[:, 1:], th[:, pi]) for pi in held]}
+    criteria = {"neg_rmse_heldout": (">=", kn["rmse_norm_min"], "normalised")}
+    return _outcome(scores, criteria, controls, notes, headline, nulls)
 
 
 def _time_exponents(curves: pd.DataFrame, real: pd.DataFrame, t_obs: np.ndarray, nums: dict[str, Any]) -> dict:
@@ -245,7 +322,8 @@ def _two_constant(steps: np.ndarray, r: np.ndarray, nums: dict[str, Any], tau: f
 
 
 def _swapped(rmse_swapped: float, rmse_true: float, kn: dict[str, Any]) -> dict[str, Any]:
-    bad = math.isfinite(rmse_swapped) and rmse_swapped > kn["rmse_max"] and not rmse_swapped <= rmse_true
+    fails = stats.passes({"rmse": rmse_swapped}, {"rmse": ("<=", kn["rmse_max"])})["rmse"] is False
+    bad = fails and not rmse_swapped <= rmse_true
     return {
         "score": rmse_swapped,
         "rejected": bool(bad),
@@ -256,29 +334,59 @@ def _swapped(rmse_swapped: float, rmse_true: float, kn: dict[str, Any]) -> dict[
 
 def _outcome(
     scores: dict[str, float],
-    criteria: dict[str, tuple[str, float]],
+    criteria: dict[str, tuple],
     controls: dict[str, Any],
     notes: list[str],
     headline: dict[str, str],
+    nulls: dict[str, list[float]],
 ) -> Outcome:
-    from comparisons.engine.aggregate import OPS
-
-    results = [
-        OPS[op](scores[k], thr) if math.isfinite(scores.get(k, math.nan)) else None for k, (op, thr) in criteria.items()
-    ]
-    verdict = "disagree" if False in results else "agree" if all(results) else "inconclusive"
+    """The run's Outcome: the engine decides the verdict; a control not rejected is noted here."""
     unrejected = [k for k, c in controls.items() if not c["rejected"]]
-    if unrejected and verdict == "agree":
-        verdict = "inconclusive"
+    if unrejected:
         notes.append(f"negative control(s) {unrejected} not rejected: the scores cannot tell them apart")
     return Outcome(
         scores={k: float(v) for k, v in scores.items()},
-        verdict=verdict,
         negative_controls=controls,
         notes=notes,
         criteria=criteria,
         headline=headline,
+        nulls={k: [float(x) for x in v] for k, v in nulls.items()},
+        kinds={k: "real" for k in criteria},
     )
+
+
+def ceiling(run_a: Run, run_b: Run) -> dict[str, float]:
+    """The noise ceiling: seed b's real net standing in for the theory's prediction of seed a's (module docstring).
+
+    Time variant: ``neg_rmse_heldout`` (minus the RMSE of R_k/S of skills 2..n_s on seed a's eval steps),
+    ``log_ratio_mae`` (ln(t_a,k / t_b,k), censored as for the theory) and ``slope_error`` (|slope_a - slope_b|,
+    NaN unless both seeds have ``min_emerged`` skills). Data / params: ``neg_rmse_heldout`` of the final R_k/S over the sweep points.
+    """
+    nums = run_a.summary.get("prediction", {})
+    kn = {**DEFAULTS, **{k: v for k, v in dict(run_a.config.get("phenomenon", {})).items() if k != "name"}}
+    n = len(nums["p"])
+    cols = [f"skill_{k + 1}" for k in range(n)]
+    if nums.get("variant", kn["variant"]) != "time":
+        labels = list(nums.get("points", {}))
+
+        def final(run: Run) -> np.ndarray:
+            rows = [_wide(run.curves, f"real:{lb}" if lb else "real") for lb in labels]
+            return np.array([w.iloc[-1].reindex(cols).to_numpy(dtype=np.float64) for w in rows])
+
+        return {"neg_rmse_heldout": -rmse(final(run_a)[:, 1:], final(run_b)[:, 1:])}
+    wa = _wide(run_a.curves, "real")
+    wb = _wide(run_b.curves, "real").reindex(index=wa.index)
+    steps = wa.index.to_numpy(dtype=np.float64)
+    ra, rb = wa.reindex(columns=cols).to_numpy(), wb.reindex(columns=cols).to_numpy()
+    ta, tb = emergence_steps(steps, ra, kn["level"]), emergence_steps(steps, rb, kn["level"])
+    p = np.asarray(nums["p"], dtype=np.float64)
+    sa, sb = ordered_slope(p, ta, kn), ordered_slope(p, tb, kn)
+    both = math.isfinite(sa["slope_error"]) and math.isfinite(sb["slope_error"])
+    return {
+        "neg_rmse_heldout": -rmse(ra[:, 1:], rb[:, 1:]),
+        "log_ratio_mae": mean_abs(log_ratios(ta[1:], tb[1:], steps[-1])),
+        "slope_error": abs(sa["slope"] - sb["slope"]) if both else math.nan,
+    }
 
 
 def _wide(curves: pd.DataFrame, member: str) -> pd.DataFrame:
