@@ -127,7 +127,8 @@ def _modes(plt, wide, info, run, colors):
     for ax, voice in zip(axes[0], voices, strict=True):
         df = wide[ref[voice]]
         prefix = "pred_mode_" if voice == "theory" else "train_mode_"
-        cols = sorted((c for c in df.columns if c.startswith(prefix)), key=lambda c: int(c.rsplit("_", 1)[1]))
+        cols = [c for c in df.columns if c.startswith(prefix) and c.rsplit("_", 1)[1].isdigit()]  # not ":lo"/":hi"
+        cols = sorted(cols, key=lambda c: int(c.rsplit("_", 1)[1]))
         pal = sns.color_palette("viridis", len(cols))
         for k, col in enumerate(cols):
             y = df[col].to_numpy(dtype=np.float64)

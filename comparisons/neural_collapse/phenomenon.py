@@ -22,8 +22,8 @@ Members are named ``<role>:<label>``, the label listing ``loss=...``, the sweep 
 
 Files: this module (observe, predict, train, the controls), :mod:`comparisons.neural_collapse.metrics` (NC1-NC4),
 :mod:`comparisons.neural_collapse.theory` (the theory voice), :mod:`comparisons.neural_collapse.curves` (time and
-curve tools),
-:mod:`comparisons.neural_collapse.scores` (scores, verdict, knobs) and :mod:`comparisons.neural_collapse.figures`.
+curve tools), :mod:`comparisons.neural_collapse.scores` (scores, criteria, nulls, the noise ceiling, knobs) and
+:mod:`comparisons.neural_collapse.figures`.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from comparisons.engine.phenomenon import Phenomenon, Prediction
 from comparisons.neural_collapse.curves import effective_time, member_optim
 from comparisons.neural_collapse.figures import figures
 from comparisons.neural_collapse.metrics import nc_metrics
-from comparisons.neural_collapse.scores import DEFAULTS, knobs, score
+from comparisons.neural_collapse.scores import DEFAULTS, ceiling, knobs, score
 from comparisons.neural_collapse.theory import deep_linear_modes, ufm_curves, ufm_flow
 
 __all__ = ["PHENOMENON", "knobs", "nc_metrics", "observe", "predict", "train", "ufm_flow"]
@@ -279,5 +279,11 @@ def _point_value(cfg: RunCfg, point: dict[str, Any], key: str, default: Any = No
 
 
 PHENOMENON = Phenomenon(
-    name="neural_collapse", observe=observe, predict=predict, score=score, figures=figures, train=train
+    name="neural_collapse",
+    observe=observe,
+    predict=predict,
+    score=score,
+    figures=figures,
+    train=train,
+    ceiling=ceiling,
 )

@@ -257,12 +257,22 @@ def test_fit_time_map_recovers_a_time_scale() -> None:
 # score() on constructed curves with known answers
 
 
-def _synthetic_run(twin_order: str = "same", control_nc1: float = 5.0, losses=("mse", "ce"), inits=(0.5, 0.25, 1.0)):
+def _synthetic_run(
+    twin_order: str = "same",
+    control_nc1: float = 5.0,
+    losses=("mse", "ce"),
+    inits=(0.5, 0.25, 1.0),
+    seed: int = 0,
+    noise: float = 0.0,
+    theory_nc1: str = "same",
+):
     """Curves of a 3 wd x 3 init sweep (mse and ce), theory and controls, with known scores.
 
     tau = 0.1 * step. Four modes with predicted half-rise tau [2, 4, 8, 16]; real modes rise 1.5x later (same order),
     the twin's in ``twin_order``, the permuted-means twin's reversed. NC1 (both forms) = 0.3 * init * exp(-2 wd tau) for
-    real and theory; the twin's decays at 3 wd. The train loss equals the theory's.
+    real and theory; the twin's decays at 3 wd. The train loss equals the theory's. ``seed`` sets ``cfg.seed`` (the
+    null draws) and the seed's observation noise: log10 NC1 of real and twin and the log mode half-rise times move by
+    ``noise`` standard normal draws. ``theory_nc1="reversed"`` runs the UFM's NC1 curve backwards in time.
     """
     from comparisons.engine.members import eval_steps
     from comparisons.engine.phenomenon import Prediction
@@ -270,8 +280,16 @@ def _synthetic_run(twin_order: str = "same", control_nc1: float = 5.0, losses=("
     from tests.conftest import compose_cfg
 
     cfg = compose_cfg(
-        ["experiment=nc_mnist_mlp", "optim.schedule=constant", "optim.momentum=0.0", "optim.lr=0.1", "train.steps=1000"]
+        [
+            "experiment=nc_mnist_mlp",
+            "optim.schedule=constant",
+            "optim.momentum=0.0",
+            "optim.lr=0.1",
+            "train.steps=1000",
+            f"seed={seed}",
+        ]
     )
+    rng = np.random.default_rng(100 + seed)
     steps = np.array(eval_steps(1000, 50, "log"), dtype=np.float64)
     tau = 0.1 * steps
     pred = np.array([2.0, 4.0, 8.0, 16.0])
@@ -287,12 +305,16 @@ def _synthetic_run(twin_order: str = "same", control_nc1: float = 5.0, losses=("
         for a, h in enumerate(half):
             add(member, f"train_mode_{a + 1}", 1.0 + 5.0 / (1.0 + (np.maximum(tau, 1e-9) / h) ** -4.0))
 
+    def jitter(values):
+        return values * 10 ** (noise * rng.standard_normal(len(values)))
+
     for init in inits:
         for wd in (0.01, 0.0, 0.02):
             label = point_label({"model.init_scale": init, "optim.weight_decay": wd})
             points[label] = {"half_rise_tau": pred.tolist(), "s": [4.0, 3.0, 2.0, 1.0], "wd": wd, "init_scale": init}
             theory = f"theory:{label}"
-            add(theory, "train_nc1", 0.3 * init * np.exp(-2 * wd * tau))
+            th_nc1 = 0.3 * init * np.exp(-2 * wd * tau)
+            add(theory, "train_nc1", th_nc1[::-1] if theory_nc1 == "reversed" else th_nc1)
             add(theory, "train_nc1_tr", 0.3 * init * np.exp(-2 * wd * tau))
             add(theory, "train_loss", 0.5 * np.exp(-tau / 5.0) + 0.01)
             for loss in losses:
@@ -310,7 +332,7 @@ def _synthetic_run(twin_order: str = "same", control_nc1: float = 5.0, losses=("
                     }
                     k = 2.0 if role == "real" else 3.0  # trace-form rate; pinv NC1 decays at 2 wd for both
                     add(name, "train_nc1_tr", 0.3 * init * np.exp(-k * wd * tau))
-                    add(name, "train_nc1", 0.3 * init * np.exp(-(k if role == "twin" else 2.0) * wd * tau))
+                    add(name, "train_nc1", jitter(0.3 * init * np.exp(-(k if role == "twin" else 2.0) * wd * tau)))
                     add(name, "test_nc1", np.full(len(tau), 0.1))
                     add(name, "train_loss", 0.5 * np.exp(-tau / 5.0) + 0.01)
                     order = (
@@ -318,7 +340,7 @@ def _synthetic_run(twin_order: str = "same", control_nc1: float = 5.0, losses=("
                         if role == "twin" and twin_order != "same"
                         else pred * (1.5 if role == "real" else 1.0)
                     )
-                    modes(name, order)
+                    modes(name, jitter(order))
     first = point_label({"model.init_scale": 0.5, "optim.weight_decay": 0.01})
     for role, control in (("real", "random_labels"), ("twin", "permuted_means")):
         name = f"{role}:loss=mse,{first},control={control}"
@@ -345,7 +367,36 @@ def _synthetic_run(twin_order: str = "same", control_nc1: float = 5.0, losses=("
     )
 
 
-def test_score_recovers_constructed_truth_and_agrees() -> None:
+def _judged(seeds=(0, 1, 2), **kw):
+    """Score the synthetic run for each seed, compute the noise ceilings between seed pairs, and judge them."""
+    import itertools
+    from pathlib import Path
+
+    from comparisons.engine.aggregate import judgement
+    from comparisons.engine.config import to_container
+    from comparisons.engine.rundir import Run
+    from comparisons.neural_collapse.scores import ceiling, score
+
+    summaries, runs = [], []
+    for seed in seeds:
+        curves, prediction, cfg = _synthetic_run(seed=seed, **kw)
+        out = score(curves, prediction, cfg)
+        summaries.append(
+            {
+                "seed": seed,
+                "scores": out.scores,
+                "criteria": {k: list(v) for k, v in out.criteria.items()},
+                "nulls": out.nulls,
+                "kinds": out.kinds,
+            }
+        )
+        runs.append(Run(Path(f"seed_{seed}"), to_container(cfg), curves, {"prediction": prediction.numbers}))
+    ceilings = [ceiling(a, b) for a, b in itertools.permutations(runs, 2)]
+    return judgement(summaries, ceilings), summaries, ceilings
+
+
+def test_score_recovers_constructed_truth_and_passes_its_criteria() -> None:
+    from comparisons.engine import stats
     from comparisons.neural_collapse.scores import score
 
     curves, prediction, cfg = _synthetic_run()
@@ -356,6 +407,7 @@ def test_score_recovers_constructed_truth_and_agrees() -> None:
     assert s["mse_halfrise_logratio_real"] == pytest.approx(np.log10(1.5), abs=0.02)  # real modes rise 1.5x late
     assert s["mse_halfrise_logratio_twin"] == pytest.approx(0.0, abs=0.02)
     assert s["mse_nc1_logrmse_real"] == pytest.approx(0.0, abs=1e-3)
+    assert s["mse_nc1_neg_logrmse_real"] == -s["mse_nc1_logrmse_real"]
     assert s["mse_nc1_logrmse_twin"] > 0.05  # the twin decays at 3 wd, not 2 wd
     assert s["mse_nc1_slope_r2_real"] == pytest.approx(1.0)
     assert s["mse_nc1_slope_per_wd_real"] == pytest.approx(2.0, rel=1e-6)
@@ -370,21 +422,82 @@ def test_score_recovers_constructed_truth_and_agrees() -> None:
     assert out.negative_controls["random_labels"]["score"] == pytest.approx(np.log10(50.0))
     assert out.negative_controls["permuted_means"]["rejected"]
     assert out.negative_controls["permuted_means"]["score"] == pytest.approx(-1.0)
-    assert out.verdict == "agree"
     assert any("outside the theory" in n for n in out.notes)
+    # criteria: the absolute ones pass on this run's values; the NC1 one is on the normalised scale (needs seeds)
+    assert out.criteria["mse_nc1_neg_logrmse_real"] == (">=", 0.5, "normalised")
+    checked = stats.passes(s, out.criteria)
+    assert checked == {
+        "mse_mode_spearman_twin": True,
+        "mse_nc1_neg_logrmse_real": None,
+        "mse_end_train_nc1_real": True,
+        "mse_nc1_slope_r2_real": True,
+    }
+    # every criterion but the end value carries a seeded permutation null, all of whose draws do worse than the truth
+    assert set(out.nulls) >= {"mse_mode_spearman_twin", "mse_nc1_neg_logrmse_real", "mse_nc1_slope_r2_real"}
+    assert "mse_end_train_nc1_real" not in out.nulls
+    for name in ("mse_mode_spearman_twin", "mse_nc1_neg_logrmse_real"):
+        assert len(out.nulls[name]) == 999
+    assert np.mean(out.nulls["mse_mode_spearman_twin"]) == pytest.approx(0.0, abs=0.1)
+    assert max(out.nulls["mse_nc1_neg_logrmse_real"]) < s["mse_nc1_neg_logrmse_real"] - 0.1
+    assert out.kinds["mse_mode_spearman_twin"] == "correlation" and "mse_nc1_neg_logrmse_real" not in out.kinds
+    assert out.nulls == score(curves, prediction, cfg).nulls  # seeded: the same draws every time
 
 
-def test_score_disagrees_on_wrong_mode_order_and_is_inconclusive_without_a_control() -> None:
+def test_spearman_null_is_the_spearman_of_permuted_predictions() -> None:
+    from scipy import stats as sps
+
+    from comparisons.neural_collapse.scores import spearman_null
+
+    pred, seen = np.array([2.0, 4.0, 8.0, 16.0, 3.0]), np.array([3.0, 1.0, 9.0, 20.0, 5.0])
+    draws = spearman_null(pred, seen, 50, np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    expected = [sps.spearmanr(pred[rng.permutation(5)], seen)[0] for _ in range(50)]
+    np.testing.assert_allclose(draws, expected, rtol=1e-12)
+
+
+def test_prediction_equal_to_observation_agrees_over_seeds() -> None:
+    judged, summaries, ceilings = _judged(noise=0.02, losses=("mse",))
+    ev = judged["evidence"]
+    assert judged["verdict"] == "agree", judged["verdict_reason"]
+    for name in ("mse_mode_spearman_twin", "mse_nc1_neg_logrmse_real", "mse_nc1_slope_r2_real"):
+        assert ev[name]["call"] == "pass" and ev[name]["p"] < 0.05, name
+    nc1 = ev["mse_nc1_neg_logrmse_real"]
+    assert nc1["ceiling"] == pytest.approx(-0.028, abs=0.01)  # two seeds differ by their noise, sqrt(2) x 0.02 dec
+    # the truth differs from each seed by one seed's noise, another seed by two: it beats the ceiling (normalised > 1)
+    assert nc1["value"] > nc1["ceiling"] > nc1["null_mean"]
+    assert nc1["normalised_lo"] > 1.0 and nc1["normalised"] < 1.5
+    assert len(ceilings) == 6 and {"mse_mode_spearman_twin", "mse_nc1_neg_logrmse_real"} <= set(ceilings[0])
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [{"twin_order": "reversed"}, {"theory_nc1": "reversed"}],
+    ids=["mode order reversed", "UFM NC1 reversed in time"],
+)
+def test_a_permuted_prediction_never_agrees(wrong) -> None:
+    from comparisons.engine import stats
+
+    for seeds in ((0, 1, 2), (3, 4, 5)):
+        judged, summaries, _ = _judged(seeds=seeds, noise=0.02, losses=("mse",), inits=(0.5,), **wrong)
+        assert judged["verdict"] == "disagree", judged["verdict_reason"]
+        failing = [k for k, e in judged["evidence"].items() if e["call"] == "fail"]
+        if "twin_order" in wrong:
+            assert failing == ["mse_mode_spearman_twin"]
+            assert stats.passes(summaries[0]["scores"], summaries[0]["criteria"])["mse_mode_spearman_twin"] is False
+        else:
+            assert failing == ["mse_nc1_neg_logrmse_real"]
+            assert judged["evidence"]["mse_nc1_neg_logrmse_real"]["normalised_hi"] < 0.5
+
+
+def test_one_seed_is_inconclusive_and_an_unrejected_control_is_noted() -> None:
     from comparisons.neural_collapse.scores import score
 
-    curves, prediction, cfg = _synthetic_run(twin_order="reversed", losses=("mse",), inits=(0.5,))
-    out = score(curves, prediction, cfg)
-    assert out.scores["mse_mode_spearman_twin"] == pytest.approx(-1.0)
-    assert out.verdict == "disagree"
+    judged, _, ceilings = _judged(seeds=(0,), losses=("mse",), inits=(0.5,))
+    assert judged["verdict"] == "inconclusive" and ceilings == []
     curves, prediction, cfg = _synthetic_run(control_nc1=0.1, losses=("mse",), inits=(0.5,))  # no test difference
     out = score(curves, prediction, cfg)
     assert not out.negative_controls["random_labels"]["rejected"]
-    assert out.verdict == "inconclusive"
+    assert any("random_labels not rejected" in n for n in out.notes)
 
 
 # ----------------------------------------------------------------------------------------------------------------
