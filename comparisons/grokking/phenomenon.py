@@ -52,7 +52,7 @@ from comparisons.grokking.metrics import (
     weight_layers,
     weight_norms,
 )
-from comparisons.grokking.scores import knobs, score
+from comparisons.grokking.scores import ceiling, knobs, score
 from linear_models.grokking import delay, gamma_plus, relative_weight_change
 
 __all__ = ["PHENOMENON", "observe", "predict", "train"]
@@ -269,4 +269,6 @@ def _shuffled_control(members: list[Member], cfg: RunCfg) -> Member:
     return Member(name=name, role="real", model=copy.deepcopy(real.model), task=shuffled, point=point, optim=real.optim)
 
 
-PHENOMENON = Phenomenon(name="grokking", observe=observe, predict=predict, score=score, figures=figures, train=train)
+PHENOMENON = Phenomenon(
+    name="grokking", observe=observe, predict=predict, score=score, figures=figures, train=train, ceiling=ceiling
+)

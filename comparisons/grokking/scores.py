@@ -1,4 +1,4 @@
-"""Scores, verdict and negative controls of the grokking comparison (docs/theory.md 6; issue 4 "Scores").
+"""Scores, criteria, nulls, ceiling and negative controls of grokking (docs/theory.md 6; issue 4 "Scores").
 
 Per member, from the saved curves: t_fit, t_gen, the delay t_gen - t_fit, censoring (:func:`grok_timing`).
 
@@ -14,34 +14,55 @@ Per member, from the saved curves: t_fit, t_gen, the delay t_gen - t_fit, censor
   delays), their ratio (predicted/observed) and ``sign_ok`` (1 when the slopes agree in sign); uncensored runs
   only (:func:`scaling`). The criteria use ``law_observable`` (default t_gen: the law's t_grok counts from init).
 
-Verdict (``criteria``, thresholds in conf/phenomenon/grokking.yaml): ``a_accuracy >= accuracy_min`` when at
-least ``min_classified`` runs are classified; ``b_*_sign_ok >= 1`` and ``b_*_r2 >= r2_min`` (for the
-``law_observable``) when that axis has a law group (:func:`scaling`), plus ``b_*_slope_log_error <=
-ln(slope_factor)`` (predicted slope within a factor 3 of the observed) where the delay law applies (decoupled
-weight decay): sign and R^2 alone would pass any monotone trend. *agree* when every criterion holds and
-every negative control is rejected, *disagree* when a criterion fails, else *inconclusive* (no criterion, or a
-control not rejected).
+Criteria (thresholds in conf/phenomenon/grokking.yaml): ``a_accuracy >= accuracy_min`` when at least
+``min_classified`` runs are classified; ``b_*_sign_ok >= 1`` and ``b_*_r2 >= r2_min`` (for the ``law_observable``)
+when that axis has a law group (:func:`scaling`), plus ``b_*_slope_log_error <= ln(slope_factor)`` (predicted slope
+within a factor 3 of the observed) where the delay law applies (decoupled weight decay): sign and R^2 alone would
+pass any monotone trend. The verdict is the engine's (comparisons/engine/stats.py): over seeds, every criterion's
+interval on its passing side and every criterion with a null beating it at p < 0.05.
+
+Kinds, nulls and ceiling (:func:`nulls`, :func:`ceiling`):
+
+- ``a_accuracy`` is a ``fraction`` of ``a_n`` trials (Wilson interval on the counts pooled over seeds). Its null
+  (:func:`accuracy_null`, ``null_draws`` draws, seeded by the run's seed so seeds draw independently) permutes the
+  observed delayed labels among the classified points, predictions fixed: the accuracy of a call that knows how
+  many points delay but not which. With k of n points delayed a perfect score has chance 1/C(n, k) per seed, so a
+  2-point sweep can never reach p < 0.05 over 3 seeds (1/8), a 4-point one with 2 delayed can ((1/6)^3).
+- ``b_*_r2`` and ``b_*_slope_log_error`` (where they are criteria): :func:`scaling_null` permutes the observed
+  timings among the runs of each group (axis and predicted delays fixed), ``null_draws_scaling`` draws, a wrong-
+  signed slope's log error capped at ``LOG_ERROR_CAP``. ``b_*_sign_ok`` has no null: it is 0 or 1 per run, and
+  chance alone passes 3 seeds 1 time in 8, so it can only be a plain criterion.
+- Noise ceiling (:func:`ceiling`): ``a_accuracy`` of seed b's observed labels taken as the prediction of seed a's,
+  over the points both classify; the engine reports the normalised agreement (0 = the null's mean, 1 = the ceiling).
+  The criterion stays absolute (``accuracy_min``), not normalised: the suite's points sit far from the threshold
+  on both sides, where the net's own call does not change between seeds (ceiling 1, so both read the same), and a
+  normalised criterion would be judged on a t interval of three 0/1-valued per-seed scores instead of the Wilson
+  interval of the pooled counts; where the ceiling falls below 1 (points near the threshold), the evidence shows it.
 
 Negative controls: ``shuffled_labels`` (score: its best test accuracy; rejected when it never generalises, i.e.
 is censored) and ``reversed_ratio`` (the prediction with Sigma_0/S replaced by S/Sigma_0, scored by the same (a)
 and (b); score: its (a) accuracy, else its slope sign; rejected when it passes fewer criteria than the real
-prediction).
+prediction, :func:`comparisons.engine.stats.passes` on each run's point values). The engine reports both; neither
+enters its verdict.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from comparisons.engine.aggregate import OPS
+from comparisons.engine import stats
 from comparisons.engine.config import ConfigError
 from comparisons.engine.phenomenon import Outcome, Prediction
 from comparisons.grokking.metrics import Timing, confusion, grok_timing, grouped_fit, observed_delayed
 from linear_models.grokking import delay
+
+if TYPE_CHECKING:
+    from comparisons.engine.rundir import Run
 
 DEFAULTS: dict[str, Any] = {
     "fit_threshold": 0.99,  # t_fit: train accuracy (issue 4)
@@ -62,13 +83,16 @@ DEFAULTS: dict[str, Any] = {
     "lrwd_keys": ["optim.lr", "optim.weight_decay"],  # sweep keys of the 1/(lr wd) axis
     "init_keys": ["model.init_scale"],  # sweep keys of the init-scale axis
     "replicate_keys": ["seed"],  # pooled as replicates in (b)
-    "accuracy_min": 0.75,  # verdict: (a)
-    "r2_min": 0.5,  # verdict: (b)
-    "slope_factor": 3.0,  # verdict: (b) predicted slope within a factor 3 of the observed (delay law only)
-    "min_classified": 2,  # (a) enters the verdict only with at least this many classified runs
+    "accuracy_min": 0.75,  # criterion: (a)
+    "r2_min": 0.5,  # criterion: (b)
+    "slope_factor": 3.0,  # criterion: (b) predicted slope within a factor 3 of the observed (delay law only)
+    "min_classified": 2,  # (a) is a criterion only with at least this many classified runs
+    "null_draws": 1000,  # permutation draws of the null of (a) per run (>= 200, comparisons/engine/stats.py)
+    "null_draws_scaling": 200,  # ... and of each (b) null (each draw refits every group: 200 keeps it ~1 s)
     "point_scores_max": 12,  # per-member timing scores only for sweeps up to this many points
     "band_factor": 2.0,  # figure: predicted band for c in [c/f, c f]
 }
+LOG_ERROR_CAP = 10.0  # a null draw's slope_log_error above this (off by e^10, or the wrong sign) counts as this
 
 
 def knobs(cfg: Any) -> dict[str, Any]:
@@ -178,13 +202,8 @@ def scaling(
         1/(lr wd) axis: the c for which the law's slope ln(Sigma_0/(c S))/2 equals the observed one), or None
         without a law group.
     """
-    own = set(kn["lrwd_keys"] if axis == "inv_lrwd" else kn["init_keys"]) | set(kn["replicate_keys"])
-    use = [r for r in rows if not r["timing"].censored and math.isfinite(r[axis])]
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for r in use:
-        groups.setdefault(repr(sorted((k, str(v)) for k, v in r["values"].items() if k not in own)), []).append(r)
     fits, uses_law = [], []
-    for g in groups.values():
+    for g in _groups(rows, axis, kn):
         x = [r[axis] for r in g]
         if len(g) < 3 or len(set(x)) < 2:
             continue
@@ -221,6 +240,77 @@ def scaling(
     return out
 
 
+def _groups(rows: list[dict[str, Any]], axis: str, kn: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """The uncensored runs with a finite ``axis``, grouped by every sweep coordinate but the axis's and replicates'."""
+    own = set(kn["lrwd_keys"] if axis == "inv_lrwd" else kn["init_keys"]) | set(kn["replicate_keys"])
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if not r["timing"].censored and math.isfinite(r[axis]):
+            key = repr(sorted((k, str(v)) for k, v in r["values"].items() if k not in own))
+            groups.setdefault(key, []).append(r)
+    return list(groups.values())
+
+
+def accuracy_null(rows: list[dict[str, Any]], draws: int, rng: np.random.Generator) -> list[float]:
+    """Null of (a): the accuracy with the observed delayed labels permuted among the classified runs.
+
+    The predictions stay where they are; a classifier no better than chance at telling these points apart scores
+    like these draws (with 2 points, 1 in 2 draws is perfect; with 4 points, 2 of them delayed, 1 in 6).
+    """
+    pairs = [(bool(r["predicted"]), bool(r["observed"])) for r in rows if r["observed"] is not None]
+    if len(pairs) < 2:
+        return []
+    pred = np.array([p for p, _ in pairs])
+    obs = np.array([o for _, o in pairs])
+    return [float(np.mean(pred == obs[rng.permutation(obs.size)])) for _ in range(draws)]
+
+
+def scaling_null(
+    rows: list[dict[str, Any]], axis: str, kn: dict[str, Any], observable: str, draws: int, rng: np.random.Generator
+) -> dict[str, list[float]]:
+    """Null of (b): :func:`scaling` with the observed timings permuted among the runs of each group.
+
+    The axis and the predicted delays stay with their points, so a permuted draw has the predicted slope and an
+    observed slope that the axis does not explain: ``r2`` and ``slope_log_error`` must beat it. ``sign_ok`` gets no
+    null: it is 0 or 1 per run, so 3 seeds of chance already give 1 with probability ~1/8 and p < 0.05 is out of
+    reach; it stays a plain criterion.
+    """
+    groups = _groups(rows, axis, kn)
+    out: dict[str, list[float]] = {"r2": [], "slope_log_error": []}
+    for _ in range(draws):
+        shuffled = []
+        for g in groups:
+            perm = rng.permutation(len(g))
+            shuffled += [{**r, "timing": g[j]["timing"]} for r, j in zip(g, perm, strict=True)]
+        fit = scaling(shuffled, axis, kn, observable)
+        for k in out:  # a wrong-signed slope has an infinite log error: capped, so the engine keeps the draw
+            out[k].append(min(fit[k], LOG_ERROR_CAP) if fit is not None else math.nan)
+    return out
+
+
+def nulls(
+    rows: list[dict[str, Any]], kn: dict[str, Any], criteria: dict[str, tuple[str, float]], cfg: Any
+) -> dict[str, list[float]]:
+    """Permutation nulls of the criteria that have one (:func:`accuracy_null`, :func:`scaling_null`), per seed."""
+    real = [r for r in rows if r["role"] == "real" and not r["control"]]
+    out: dict[str, list[float]] = {}
+    if "a_accuracy" in criteria:
+        out["a_accuracy"] = accuracy_null(real, int(kn["null_draws"]), _rng(cfg, 1))
+    for salt, (axis, tag) in enumerate((("inv_lrwd", "b_lrwd"), ("log_init", "b_init")), start=2):
+        name = f"{tag}_{kn['law_observable'].replace('_', '')}"
+        if f"{name}_r2" not in criteria:
+            continue
+        null = scaling_null(real, axis, kn, kn["law_observable"], int(kn["null_draws_scaling"]), _rng(cfg, salt))
+        out.update({f"{name}_{k}": v for k, v in null.items() if f"{name}_{k}" in criteria})
+    return out
+
+
+def _rng(cfg: Any, salt: int) -> np.random.Generator:
+    """The nulls' generator, one per seed (the engine averages the seeds' draws, so they must be independent)."""
+    seed = cfg.get("seed", 0) if isinstance(cfg, Mapping) else getattr(cfg, "seed", 0)
+    return np.random.default_rng([int(seed or 0), salt])
+
+
 def judge(rows: list[dict[str, Any]], kn: dict[str, Any]) -> tuple[dict[str, float], dict[str, tuple[str, float]]]:
     """Scores (a) and (b) of a member table (real nets, controls excluded) and the criteria that apply."""
     real = [r for r in rows if r["role"] == "real" and not r["control"]]
@@ -245,11 +335,11 @@ def judge(rows: list[dict[str, Any]], kn: dict[str, Any]) -> tuple[dict[str, flo
 
 
 def score(curves: pd.DataFrame, prediction: Prediction, cfg: Any) -> Outcome:
-    """Scores (a), (b), the twin's finding, per-member timing, negative controls and verdict (module docstring)."""
+    """Scores (a), (b), their criteria and nulls, the twin's finding, per-member timing, negative controls."""
     kn = knobs(cfg)
     rows = member_table(curves, prediction, kn)
     scores, criteria = judge(rows, kn)
-    passes = _passes(scores, criteria)
+    passes = stats.passes(scores, criteria)
     real = [r for r in rows if r["role"] == "real" and not r["control"]]
     twin = [r for r in rows if r["role"] == "twin" and not r["control"]]
     for tag, group in (("real", real), ("twin", twin)):
@@ -269,13 +359,6 @@ def score(curves: pd.DataFrame, prediction: Prediction, cfg: Any) -> Outcome:
             if len(wall):  # seconds into the run at t_gen (phenomenon.wall_clock, grokking_fast)
                 scores[f"{r['name']}/t_gen_s"] = float(wall["value"].iloc[0])
     controls = _controls(rows, curves, prediction, kn, passes, criteria)
-    fails = [k for k, ok in passes.items() if not ok]
-    if fails:
-        verdict = "disagree"
-    elif not criteria or not all(c["rejected"] for c in controls.values()):
-        verdict = "inconclusive"
-    else:
-        verdict = "agree"
     notes = [_note(r, kn) for r in rows]
     if twin and not any(not r["timing"].censored for r in twin):
         test = curves[curves["member"].isin([r["name"] for r in twin]) & (curves["metric"] == "test_acc")]["value"]
@@ -289,19 +372,35 @@ def score(curves: pd.DataFrame, prediction: Prediction, cfg: Any) -> Outcome:
     if not criteria:
         notes.append("no criterion applies (too few classified runs, no uncensored axis sweep): inconclusive")
     headline = _headline(real, twin, scores, kn["law_observable"])
+    kinds = {"a_accuracy": "fraction"} if "a_accuracy" in scores else {}
     return Outcome(
-        scores=scores, verdict=verdict, negative_controls=controls, notes=notes, criteria=criteria, headline=headline
+        scores=scores,
+        negative_controls=controls,
+        notes=notes,
+        criteria=criteria,
+        headline=headline,
+        nulls=nulls(rows, kn, criteria, cfg),
+        kinds=kinds,
+        trials={"a_accuracy": scores["a_n"]} if kinds else {},
     )
+
+
+def ceiling(run_a: Run, run_b: Run) -> dict[str, float]:
+    """Noise ceiling of (a): seed b's observed delayed labels as the "prediction" of seed a's, over the real points
+    both seeds classify (the accuracy a theory could reach if the net's own seed-to-seed noise were all it missed)."""
+    labels = []
+    for run in (run_a, run_b):
+        kn = knobs(run.config)
+        rows = member_table(run.curves, Prediction(numbers=run.summary.get("prediction", {})), kn)
+        labels.append({r["name"]: r["observed"] for r in rows if r["role"] == "real" and not r["control"]})
+    common = [k for k in labels[0] if labels[0][k] is not None and labels[1].get(k) is not None]
+    if not common:
+        return {}
+    return {"a_accuracy": float(np.mean([labels[0][k] == labels[1][k] for k in common]))}
 
 
 def _safe_div(num: float, den: float) -> float:
     return num / den if den else math.nan
-
-
-def _passes(scores: dict[str, float], criteria: dict[str, tuple[str, float]]) -> dict[str, bool]:
-    return {
-        k: bool(math.isfinite(scores.get(k, math.nan)) and OPS[op](scores[k], thr)) for k, (op, thr) in criteria.items()
-    }
 
 
 def _controls(rows, curves, prediction, kn, passes, criteria) -> dict[str, dict[str, Any]]:
@@ -323,8 +422,8 @@ def _controls(rows, curves, prediction, kn, passes, criteria) -> dict[str, dict[
         }
     if criteria:
         flipped, _ = judge(member_table(curves, prediction, kn, flip=True), kn)
-        fpass = _passes(flipped, criteria)
-        n_true, n_flip = sum(passes.values()), sum(fpass.values())
+        fpass = stats.passes(flipped, criteria)
+        n_true, n_flip = sum(bool(v) for v in passes.values()), sum(bool(v) for v in fpass.values())
         sc = flipped.get("a_accuracy", math.nan)
         if not math.isfinite(sc):
             sc = next((flipped[k] for k in criteria if k.endswith("sign_ok") and k in flipped), math.nan)

@@ -1,4 +1,5 @@
-"""Grokking comparison: observables on constructed curves, censoring, the ratio by hand, scores, negative controls."""
+"""Grokking comparison: observables on constructed curves, censoring, the ratio by hand, scores, nulls, ceiling,
+negative controls."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import pandas as pd
 import pytest
 import torch
 
-from comparisons.engine.phenomenon import Prediction
+from comparisons.engine import stats
+from comparisons.engine.aggregate import judgement
+from comparisons.engine.phenomenon import Outcome, Prediction
+from comparisons.engine.rundir import Run
 from comparisons.grokking.metrics import (
     confusion,
     effective_rank,
@@ -26,7 +30,7 @@ from comparisons.grokking.metrics import (
     target_strength,
     weight_layers,
 )
-from comparisons.grokking.scores import DEFAULTS, knobs, score
+from comparisons.grokking.scores import DEFAULTS, ceiling, knobs, score
 from deep_models import create_model
 from linear_models.grokking import weight_ratio
 
@@ -208,6 +212,22 @@ CFG = {
 }
 
 
+def summary(out: Outcome) -> dict:
+    """The parts of summary.json the engine judges (comparisons.engine.run._summary)."""
+    return {
+        "criteria": {k: list(v) for k, v in out.criteria.items()},
+        "scores": out.scores,
+        "nulls": out.nulls,
+        "kinds": out.kinds,
+        "trials": out.trials,
+    }
+
+
+def seeds(curves: pd.DataFrame, pred: Prediction, cfg: dict, n: int = 3) -> list[Outcome]:
+    """The same constructed sweep scored as n seeds (each seed draws its own permutation nulls)."""
+    return [score(curves, pred, {**cfg, "seed": k}) for k in range(n)]
+
+
 def test_scores_of_a_constructed_sweep_that_follows_the_law() -> None:
     curves, pred = sweep("law")
     out = score(curves, pred, CFG)
@@ -221,9 +241,21 @@ def test_scores_of_a_constructed_sweep_that_follows_the_law() -> None:
     x = np.log([0.25, 0.5, 1.0, 2.0, 4.0])  # per wd: delay - 100 is proportional to max(0, ln k), a hinge in ln k
     assert s["b_init_delay_sign_ok"] == 1.0 and s["b_init_delay_slope_ratio"] == pytest.approx(1.0, rel=0.01)
     assert s["b_init_delay_r2"] == pytest.approx(np.corrcoef(x, np.maximum(x, 0.0))[0, 1] ** 2, rel=1e-3)
-    assert out.verdict == "agree"
+    assert all(stats.passes(s, out.criteria).values())
+    assert out.kinds["a_accuracy"] == "fraction" and out.trials["a_accuracy"] == 15
+    assert set(out.nulls) == {"a_accuracy", "b_lrwd_delay_r2", "b_lrwd_delay_slope_log_error"} | {
+        "b_init_delay_r2",
+        "b_init_delay_slope_log_error",
+    }  # sign_ok has no null: 0/1 per seed, chance alone passes 3 seeds 1 time in 8
+    assert len(out.nulls["a_accuracy"]) == DEFAULTS["null_draws"]
+    assert len(out.nulls["b_init_delay_r2"]) == DEFAULTS["null_draws_scaling"] >= 200
     assert out.negative_controls["reversed_ratio"]["rejected"]  # negative control: the reversed axis scores badly
     assert out.negative_controls["reversed_ratio"]["score"] < 0.5
+    j = judgement([summary(o) for o in seeds(curves, pred, CFG)])
+    assert j["verdict"] == "agree", j["verdict_reason"]
+    # 15 points, 6 delayed: a perfect classification happens by chance 1 time in C(15,6) = 5005 per seed
+    assert j["evidence"]["a_accuracy"]["p"] == pytest.approx(1 / (1 + DEFAULTS["null_draws"]))
+    assert j["evidence"]["b_lrwd_delay_r2"]["p"] < 0.01 and j["evidence"]["b_init_delay_slope_log_error"]["p"] < 0.01
 
 
 def test_a_law_five_times_too_slow_disagrees_on_the_slope() -> None:
@@ -233,13 +265,94 @@ def test_a_law_five_times_too_slow_disagrees_on_the_slope() -> None:
     out = score(curves, pred, CFG)
     assert out.scores["b_lrwd_delay_slope_ratio"] == pytest.approx(0.2, rel=0.01)
     assert out.criteria["b_lrwd_delay_slope_log_error"] == ("<=", pytest.approx(math.log(3.0)))
-    assert out.scores["b_lrwd_delay_sign_ok"] == 1.0 and out.verdict == "disagree"  # the sign alone would pass
+    ok = stats.passes(out.scores, out.criteria)
+    assert out.scores["b_lrwd_delay_sign_ok"] == 1.0 and ok["b_lrwd_delay_sign_ok"]  # the sign alone would pass
+    assert not ok["b_lrwd_delay_slope_log_error"] and ok["a_accuracy"]
+    j = judgement([summary(o) for o in seeds(curves, pred, CFG)])
+    assert j["verdict"] == "disagree" and "b_lrwd_delay_slope_log_error" in j["verdict_reason"]
 
 
 def test_a_sweep_without_delays_disagrees() -> None:
     curves, pred = sweep("flat")  # every run generalises 100 steps after fitting, whatever the ratio
     out = score(curves, pred, CFG)
-    assert out.scores["a_accuracy"] == pytest.approx(9 / 15) and out.verdict == "disagree"
+    assert (
+        out.scores["a_accuracy"] == pytest.approx(9 / 15) and not stats.passes(out.scores, out.criteria)["a_accuracy"]
+    )
+    j = judgement([summary(o) for o in seeds(curves, pred, CFG)])
+    assert j["verdict"] == "disagree" and j["evidence"]["a_accuracy"]["hi"] < DEFAULTS["accuracy_min"]  # 27/45
+
+
+def classification(predicted: list[bool], observed: list[bool]) -> tuple[pd.DataFrame, Prediction]:
+    """Points that fit at step 100 and generalise at step 200 (not delayed) or 900 (delayed), with the given calls."""
+    rows, members = [], {}
+    steps = np.arange(0, 1001, 10.0)
+    for i, (p, o) in enumerate(zip(predicted, observed, strict=True)):
+        name = f"real:init_scale={i}"
+        gen = 900.0 if o else 200.0
+        for metric, at in (("train_acc", 100.0), ("test_acc", gen)):
+            rows += [{"member": name, "step": s, "time": s, "metric": metric, "value": float(s >= at)} for s in steps]
+        members[name] = {
+            "role": "real",
+            "control": None,
+            "values": {"model.init_scale": i},
+            "ratio": 4.0 if p else 0.25,
+            "gamma_plus": 1.0,
+            "call": "lazy",
+            "predicted_delay": None,  # coupled L2: no law, so (b) has no criterion and (a) is judged alone
+            "lr": 1e-3,
+            "lr_eff": 1e-3,
+            "wd": 0.0,
+            "decoupled": False,
+            "init_scale": None,
+        }
+    return pd.DataFrame(rows), Prediction(numbers={"members": members})
+
+
+def verdict_of(predicted: list[bool], observed: list[bool], n_seeds: int = 3) -> dict:
+    curves, pred = classification(predicted, observed)
+    return judgement([summary(o) for o in seeds(curves, pred, CFG, n_seeds)])
+
+
+def test_a_perfect_classifier_over_enough_points_agrees() -> None:
+    # 6 points, 3 delayed: chance gets all 6 right 1 time in 20 per seed, (1/20)^3 over 3 seeds
+    j = verdict_of([True, False, True, False, True, False], [True, False, True, False, True, False])
+    assert j["verdict"] == "agree", j["verdict_reason"]
+    ev = j["evidence"]["a_accuracy"]
+    assert ev["value"] == 1.0 and ev["lo"] > DEFAULTS["accuracy_min"] and ev["p"] < 0.01
+    assert ev["null_mean"] == pytest.approx(0.5, abs=0.02)
+
+
+def test_a_reversed_classifier_never_agrees_and_too_few_points_are_inconclusive() -> None:
+    truth = [True, False, True, False, True, False]
+    assert verdict_of([not t for t in truth], truth)["verdict"] == "disagree"
+    two = verdict_of([True, False], [True, False])  # a coin gets 2 points right 1 time in 2, 3 seeds 1 in 8
+    assert two["verdict"] == "inconclusive" and two["evidence"]["a_accuracy"]["p"] > 0.05
+    one_seed = verdict_of(truth, truth, n_seeds=1)
+    assert one_seed["verdict"] == "inconclusive"
+
+
+def test_random_calls_never_agree() -> None:
+    rng = np.random.default_rng(0)
+    truth = [True, False] * 4
+    for _ in range(10):
+        guess = [bool(g) for g in rng.integers(0, 2, len(truth))]
+        assert verdict_of(guess, truth)["verdict"] != "agree"
+
+
+def test_nulls_are_seeded_per_seed_and_reproducible() -> None:
+    curves, pred = classification([True, False] * 3, [True, False] * 3)
+    a, b, a2 = (score(curves, pred, {**CFG, "seed": k}).nulls["a_accuracy"] for k in (0, 1, 0))
+    assert a == a2 and a != b
+
+
+def test_ceiling_is_the_agreement_of_two_seeds_observed_labels() -> None:
+    truth = [True, False, True, False]
+    runs = []
+    for observed in (truth, [True, False, False, False]):
+        curves, pred = classification(truth, observed)
+        runs.append(Run(path=Path("."), config=CFG, curves=curves, summary={"prediction": pred.numbers}))
+    assert ceiling(runs[0], runs[1]) == {"a_accuracy": 0.75}
+    assert ceiling(runs[0], runs[0]) == {"a_accuracy": 1.0}
 
 
 def test_shuffled_control_is_censored_and_rejected_and_a_leaky_one_is_not() -> None:
@@ -254,7 +367,7 @@ def test_shuffled_control_is_censored_and_rejected_and_a_leaky_one_is_not() -> N
         out = score(pd.concat([curves, c]), pred2, CFG)
         ctrl = out.negative_controls["shuffled_labels"]
         assert ctrl["rejected"] == (control == "never")
-        assert out.verdict == ("agree" if control == "never" else "inconclusive")
+        assert all(stats.passes(out.scores, out.criteria).values())  # the control does not touch the criteria
         assert (f"{name}: ratio=16" in " ".join(out.notes)) and ("censored" in ctrl["note"]) == (control == "never")
 
 
