@@ -49,10 +49,12 @@ def main(cfg: DictConfig) -> None:
         from comparisons.engine.report import print_summary
         from comparisons.engine.run import run
         from comparisons.engine.status import record_done, record_start
+        from comparisons.homotopy import run_homotopy
         from comparisons.suite import run_suite
 
         record_start(rcfg)  # status.json: running (lintwin status PATH, the sweep manifest)
-        summary = run_suite(rcfg) if rcfg.phenomenon["name"] == "suite" else run(rcfg)
+        runner = {"suite": run_suite, "homotopy": run_homotopy}.get(rcfg.phenomenon["name"], run)
+        summary = runner(rcfg)
         record_done(rcfg, summary)
         print_summary(summary)
     except Exception as e:

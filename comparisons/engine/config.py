@@ -9,6 +9,7 @@ module), which the runner calls before any training starts.
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,10 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # the Hydra tree
 # The phenomenon registry: every package comparisons/<name>/ with a phenomenon.py (DESIGN.md "The phenomenon
 # interface"), found on disk so that adding one is one package + one conf/phenomenon/<name>.yaml; "suite" runs them.
 PHENOMENA = (*sorted(p.parent.name for p in Path(__file__).resolve().parents[1].glob("*/phenomenon.py")), "suite")
+# Jobs over other runs that are not in the registry (get_phenomenon refuses them): "homotopy" runs presets along the
+# twin-to-real homotopy (comparisons/homotopy.py).
+RUNNERS = ("homotopy",)
+STRENGTH_KEY = "nonlinearity_strength"  # model.nonlinearity_strength: 0 = the linear twin, 1 = the real network
 
 
 @dataclass
@@ -165,7 +170,11 @@ class RunCfg:
         for section in ("task", "model", "phenomenon"):
             if "name" not in getattr(self, section):
                 raise ConfigError(f"{section}.name is missing; pick one with {section}=<name>")
-        _choice("phenomenon.name", self.phenomenon["name"], PHENOMENA)
+        _choice("phenomenon.name", self.phenomenon["name"], PHENOMENA + RUNNERS)
+        if STRENGTH_KEY in self.model:
+            _check_strength(self.model[STRENGTH_KEY])
+        for value in (self.sweep.grid or {}).get(f"model.{STRENGTH_KEY}", []):  # every grid value, before training
+            _check_strength(value)
         if self.seeds is not None and not self.seeds:
             raise ConfigError("seeds=[] is empty; give a list such as seeds=[0,1,2], or seeds=null")
 
@@ -214,6 +223,19 @@ def _known_keys(parent: str) -> list[str]:
         node = fields[part].type
         node = globals().get(node, node) if isinstance(node, str) else node
     return sorted(getattr(node, "__dataclass_fields__", {}))
+
+
+def _check_strength(value: Any) -> None:
+    """``model.nonlinearity_strength`` must be a finite number in [0, 1] (deep_models.with_nonlinearity)."""
+    try:
+        ok = not isinstance(value, bool | str | bytes) and math.isfinite(float(value)) and 0.0 <= float(value) <= 1.0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ConfigError(
+            f"model.{STRENGTH_KEY}={value!r} must be a finite number in [0, 1] (0 = linear twin, 1 = real network); "
+            f"e.g. model.{STRENGTH_KEY}=0.5"
+        )
 
 
 def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:

@@ -1,4 +1,10 @@
-"""Members from a config: the product of sweep.grid, and for every point the task, the real network and its twin."""
+"""Members from a config: the product of sweep.grid, and for every point the task, the real network and its twin.
+
+``model.nonlinearity_strength`` (s in [0, 1], default 1; any registered model, also as a ``sweep.grid`` key) moves
+the "real" member along the twin-to-real homotopy: it trains ``deep_models.with_nonlinearity(real, s)`` (s = 0 is the
+twin, s = 1 the real network; docs/theory.md 1.5), built from the same initial weights, while the twin member stays
+``linear_twin(real)``.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,9 @@ import torch
 from omegaconf import OmegaConf
 
 import tasks
-from comparisons.engine.config import ConfigError, RunCfg, to_container, validate
+from comparisons.engine.config import STRENGTH_KEY, ConfigError, RunCfg, to_container, validate
 from comparisons.engine.members import Context, Member, streams
-from deep_models import create_model, linear_twin, list_models
+from deep_models import create_model, linear_twin, list_models, with_nonlinearity
 
 
 def build_members(cfg: RunCfg, ctx: Context) -> list[Member]:
@@ -24,8 +30,12 @@ def build_members(cfg: RunCfg, ctx: Context) -> list[Member]:
         label = point_label(point)
         task = _build_task(pcfg, ctx, task_cache)
         real = _build_model(pcfg, task, ctx)
+        strength = nonlinearity_strength(pcfg)
+        trained = real if strength == 1.0 else with_nonlinearity(real, strength)  # same initial weights
         suffix = f":{label}" if label else ""
-        members.append(Member(name=f"real{suffix}", role="real", model=real, task=task, point=point, optim=pcfg.optim))
+        members.append(
+            Member(name=f"real{suffix}", role="real", model=trained, task=task, point=point, optim=pcfg.optim)
+        )
         if pcfg.twin.enabled:
             twin_task = task
             if pcfg.twin.whiten:
@@ -44,6 +54,11 @@ def build_members(cfg: RunCfg, ctx: Context) -> list[Member]:
                 )
             )
     return members
+
+
+def nonlinearity_strength(cfg: RunCfg) -> float:
+    """``model.nonlinearity_strength`` as a float (1.0 = the real network when the key is absent)."""
+    return float(cfg.model.get(STRENGTH_KEY, 1.0))
 
 
 def sweep_points(cfg: RunCfg) -> list[dict[str, Any]]:
@@ -97,6 +112,7 @@ def _task_call(fn, *args, **kwargs):
 def _build_model(cfg: RunCfg, task: tasks.Task, ctx: Context) -> torch.nn.Module:
     spec = dict(cfg.model)
     name = spec.pop("name")
+    spec.pop(STRENGTH_KEY, None)  # applied by build_members, not by the model's constructor
     if name not in list_models():
         import difflib
 
