@@ -202,14 +202,19 @@ def evidence(
     m, lo, hi = interval(vals, kind, trials)
     ev = Evidence(name=name, values=vals, value=m, lo=lo, hi=hi, kind=kind)
     null = pooled_null(nulls)
+    ceil = _finite(ceilings)
+    if ceil.size:
+        ev.ceiling = float(ceil.mean())
+    on_normalised = bool(criterion) and len(criterion) > 2 and criterion[2] == "normalised"
+    # which raw direction is "better": the criterion's operator, or for a normalised criterion the side of the
+    # ceiling (an error score such as an RMSE has its ceiling below its null: lower is better)
     op = criterion[0] if criterion else ">="
+    if on_normalised and null.size and ceil.size:
+        op = ">=" if ev.ceiling >= float(null.mean()) else "<="
     if null.size:
         ev.null_mean, ev.null_draws = float(null.mean()), int(null.size)
         ev.null_lo, ev.null_hi = (float(q) for q in np.percentile(null, [2.5, 97.5]))
         ev.p = p_value(m, null, op)
-    ceil = _finite(ceilings)
-    if ceil.size:
-        ev.ceiling = float(ceil.mean())
     if null.size and ceil.size and abs(ev.ceiling - ev.null_mean) > 1e-12:
         span = ev.ceiling - ev.null_mean
         norm = [(v - ev.null_mean) / span for v in vals]
@@ -217,7 +222,6 @@ def evidence(
     if criterion is None:
         return ev
     ev.criterion = list(criterion)
-    on_normalised = len(criterion) > 2 and criterion[2] == "normalised"
     target = (ev.normalised, ev.normalised_lo, ev.normalised_hi) if on_normalised else (m, lo, hi)
     if on_normalised and not math.isfinite(ev.normalised):
         ev.notes.append("criterion on the normalised score, but no null or no ceiling: undecided")

@@ -177,3 +177,17 @@ def test_group_by_config_counts_a_seed_once(tmp_path) -> None:
     make("c", 1)
     (groups,) = group_by_config([tmp_path / n for n in "abc"]).values()
     assert sorted(p.name for p in groups) == ["b", "c"]
+
+
+def test_a_normalised_error_score_takes_its_direction_from_the_ceiling() -> None:
+    """An RMSE: null ~1.4, ceiling 0.06; a seed mean of 0.3 is good (p small), normalised ~0.81."""
+    rng = np.random.default_rng(4)
+    seeds = [
+        _seed(i, v, list(1.4 + 0.1 * rng.normal(size=300)), crit=(">=", 0.5, "normalised"))
+        for i, v in enumerate([0.28, 0.30, 0.32])
+    ]
+    ev = judgement(seeds, ceilings=[{"rho": 0.06}] * 2)["evidence"]["rho"]
+    assert ev["p"] == pytest.approx(1 / 301) and ev["normalised"] == pytest.approx(
+        (0.30 - 1.4) / (0.06 - 1.4), abs=0.01
+    )
+    assert ev["call"] == "pass"
