@@ -360,7 +360,8 @@ def ceiling(run_a: Run, run_b: Run) -> dict[str, float]:
 
     Time variant: ``neg_rmse_heldout`` (minus the RMSE of R_k/S of skills 2..n_s on seed a's eval steps),
     ``log_ratio_mae`` (ln(t_a,k / t_b,k), censored as for the theory) and ``slope_error`` (|slope_a - slope_b|,
-    NaN unless both seeds have ``min_emerged`` skills). Data / params: ``neg_rmse_heldout`` of the final R_k/S over the sweep points.
+    NaN unless both seeds have ``min_emerged`` skills). Data / params: ``neg_rmse_heldout`` of the final R_k/S over
+    the sweep points.
     """
     nums = run_a.summary.get("prediction", {})
     kn = {**DEFAULTS, **{k: v for k, v in dict(run_a.config.get("phenomenon", {})).items() if k != "name"}}
