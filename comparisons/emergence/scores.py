@@ -82,32 +82,23 @@ import pandas as pd
 
 from comparisons.emergence.metrics import crossing_step, power_law_exponent, rmse, sharpness, slope_fit
 from comparisons.engine import stats
+from comparisons.engine.config import phenomenon_knobs
 from comparisons.engine.phenomenon import Outcome, Prediction
 
 if TYPE_CHECKING:
     from comparisons.engine.rundir import Run
 
-DEFAULTS: dict[str, Any] = {
-    "variant": "time",  # time | data | params
-    "controls": True,  # time variant: train the shuffled-control real net
-    "level": 0.5,  # emergence: R_k/S crosses this (docs/theory.md 4.4)
-    "r0_divisor": 3.6,  # R_k(0) = init^2 / 3.6, the authors' match to the measured strength (docs/theory.md 4.3)
-    "min_emerged": 3,  # skills needed for a slope
-    "rmse_norm_min": 0.5,  # criteria (module docstring): normalised held-out RMSE agreement
-    "log_ratio_max": 0.405,  # mean |ln(t_obs/t_pred)|, held-out skills
-    "slope_tol": 0.3,  # |slope + 1|
-    "rmse_max": 0.15,  # swapped_frequencies control: a prediction with a larger held-out RMSE is no match
-    "null_draws": 200,  # permutation draws per run (module docstring)
-}
 VARIANTS = ("time", "data", "params")
 CONTROL_MEMBER = "real:control=shuffled_control"
 
 
 def knobs(cfg: Any) -> dict[str, Any]:
-    """``DEFAULTS`` updated with ``cfg.phenomenon`` (``cfg`` may be None)."""
-    kn = dict(DEFAULTS)
-    if cfg is not None:
-        kn.update({k: v for k, v in dict(cfg.phenomenon).items() if k != "name"})
+    """The phenomenon's knobs: conf/phenomenon/emergence.yaml overridden by ``cfg.phenomenon`` (``cfg`` may be None).
+
+    Raises:
+        ConfigError: An unknown key (with the closest known ones) or an unknown variant.
+    """
+    kn = phenomenon_knobs("emergence", None if cfg is None else cfg.phenomenon)
     if kn["variant"] not in VARIANTS:
         from comparisons.engine.config import ConfigError
 
@@ -364,7 +355,7 @@ def ceiling(run_a: Run, run_b: Run) -> dict[str, float]:
     the sweep points.
     """
     nums = run_a.summary.get("prediction", {})
-    kn = {**DEFAULTS, **{k: v for k, v in dict(run_a.config.get("phenomenon", {})).items() if k != "name"}}
+    kn = phenomenon_knobs("emergence", run_a.config.get("phenomenon", {}))
     n = len(nums["p"])
     cols = [f"skill_{k + 1}" for k in range(n)]
     if nums.get("variant", kn["variant"]) != "time":

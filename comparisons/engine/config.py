@@ -9,11 +9,13 @@ module), which the runner calls before any training starts.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -171,6 +173,8 @@ class RunCfg:
             if "name" not in getattr(self, section):
                 raise ConfigError(f"{section}.name is missing; pick one with {section}=<name>")
         _choice("phenomenon.name", self.phenomenon["name"], PHENOMENA + RUNNERS)
+        if self.phenomenon["name"] in PHENOMENA and self.phenomenon["name"] != "suite":
+            phenomenon_knobs(self.phenomenon["name"], self.phenomenon)  # a misspelt knob fails before training
         if STRENGTH_KEY in self.model:
             _check_strength(self.model[STRENGTH_KEY])
         for value in (self.sweep.grid or {}).get(f"model.{STRENGTH_KEY}", []):  # every grid value, before training
@@ -207,6 +211,32 @@ def validate(cfg: DictConfig) -> RunCfg:
             fix = fix or (f"known keys: {', '.join(known)}" if known else "remove it")
             raise ConfigError(f"{key}: unknown config key; {fix}") from None
         raise ConfigError(f"{key}: {first}") from None
+
+
+@functools.cache
+def _phenomenon_defaults(name: str) -> dict[str, Any]:
+    path = CONF_DIR / "phenomenon" / f"{name}.yaml"
+    return {k: v for k, v in (yaml.safe_load(path.read_text()) or {}).items() if k != "name"}
+
+
+def phenomenon_knobs(name: str, phen: Any, retired: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A phenomenon's knobs: ``conf/phenomenon/<name>.yaml`` (their only defaults) overridden by ``phen``.
+
+    A ``null`` keeps the default (as ``create_model`` does for model knobs); ``retired`` keys (read from old run dirs)
+    are dropped.
+
+    Raises:
+        ConfigError: An unknown key, with the closest known ones.
+    """
+    defaults = _phenomenon_defaults(name)
+    given = {k: v for k, v in dict(phen or {}).items() if k != "name" and k not in retired}
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(defaults), n=2)
+        fix = f"did you mean {' or '.join('phenomenon.' + c for c in close)}?" if close else ""
+        fix = fix or f"known: {', '.join(defaults)}"
+        raise ConfigError(f"phenomenon.{unknown[0]}: unknown {name} knob; {fix}")
+    return {**defaults, **{k: v for k, v in given.items() if v is not None}}
 
 
 def to_container(cfg: RunCfg) -> dict[str, Any]:

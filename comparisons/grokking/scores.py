@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 from comparisons.engine import stats
-from comparisons.engine.config import ConfigError
+from comparisons.engine.config import ConfigError, phenomenon_knobs
 from comparisons.engine.phenomenon import Outcome, Prediction
 from comparisons.grokking.metrics import Timing, confusion, grok_timing, grouped_fit, observed_delayed
 from linear_models.grokking import delay
@@ -64,39 +64,12 @@ from linear_models.grokking import delay
 if TYPE_CHECKING:
     from comparisons.engine.rundir import Run
 
-DEFAULTS: dict[str, Any] = {
-    "fit_threshold": 0.99,  # t_fit: train accuracy (issue 4)
-    "gen_threshold": 0.95,  # t_gen: test accuracy (issue 4 default; MNIST-1000 presets lower it)
-    "ratio_definition": "weights",  # weights | ntk (comparisons/grokking_metrics.py)
-    "ratio_threshold": 1.0,  # predicted delayed when Sigma_0/S > this (docs/theory.md 6.3: "near zero below ~1")
-    "c": 1.0,  # delay-law intercept: rich dynamics start at Sigma ~ c S (docs/theory.md 6.3)
-    "delay_measure": "efolds",  # efolds: delay * 2 lr wd | log_ratio: log10(t_gen/t_fit) | steps: t_gen - t_fit
-    "delay_threshold": 2.0,  # observed delayed above this (e-folds, decades or steps)
-    "ntk_probe": 32,  # probe inputs (first training samples) for the empirical NTK
-    "ntk_outputs": "sum",  # sum: summed-logit N x N kernel (reported as such) | full: (cN x cN)
-    "ntk_points": 12,  # eval steps (spread over the grid, incl. 0 and the last) at which KD is measured
-    "n_ratio": 4096,  # training samples used for S and S_0
-    "controls": True,  # the shuffled-label negative control at the first point
-    "wall_clock": False,  # record wall_s (seconds since predict) at eval steps; breaks bit-identical resume
-    "points": {},  # named points: label -> {dotted.key: value} (not a product; e.g. the MNIST panels)
-    "law_observable": "t_gen",  # (b) criteria: t_gen (the law's t_grok counts from init) | delay (both reported)
-    "lrwd_keys": ["optim.lr", "optim.weight_decay"],  # sweep keys of the 1/(lr wd) axis
-    "init_keys": ["model.init_scale"],  # sweep keys of the init-scale axis
-    "replicate_keys": ["seed"],  # pooled as replicates in (b)
-    "accuracy_min": 0.75,  # criterion: (a)
-    "r2_min": 0.5,  # criterion: (b)
-    "slope_factor": 3.0,  # criterion: (b) predicted slope within a factor 3 of the observed (delay law only)
-    "min_classified": 2,  # (a) is a criterion only with at least this many classified runs
-    "null_draws": 1000,  # permutation draws of the null of (a) per run (>= 200, comparisons/engine/stats.py)
-    "null_draws_scaling": 200,  # ... and of each (b) null (each draw refits every group: 200 keeps it ~1 s)
-    "point_scores_max": 12,  # per-member timing scores only for sweeps up to this many points
-    "band_factor": 2.0,  # figure: predicted band for c in [c/f, c f]
-}
 LOG_ERROR_CAP = 10.0  # a null draw's slope_log_error above this (off by e^10, or the wrong sign) counts as this
 
 
 def knobs(cfg: Any) -> dict[str, Any]:
-    """The phenomenon's knobs: DEFAULTS overridden by ``cfg.phenomenon`` (a RunCfg, a config dict, or None).
+    """The phenomenon's knobs: conf/phenomenon/grokking.yaml overridden by ``cfg.phenomenon`` (a RunCfg, a config
+    dict, or None).
 
     Raises:
         ConfigError: An unknown knob or a bad choice, named with its fix.
@@ -107,13 +80,7 @@ def knobs(cfg: Any) -> dict[str, Any]:
         given = cfg.get("phenomenon", {}) or {}
     else:
         given = cfg.phenomenon
-    kn = dict(DEFAULTS)
-    for key, value in given.items():
-        if key == "name":
-            continue
-        if key not in DEFAULTS:
-            raise ConfigError(f"phenomenon.{key}: unknown grokking knob; known: {', '.join(DEFAULTS)}")
-        kn[key] = value
+    kn = phenomenon_knobs("grokking", given)
     for key, allowed in (
         ("ratio_definition", ("weights", "ntk")),
         ("delay_measure", ("log_ratio", "steps", "efolds")),

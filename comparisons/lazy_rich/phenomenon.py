@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from comparisons.engine.config import RunCfg
+from comparisons.engine.config import RunCfg, phenomenon_knobs
 from comparisons.engine.members import Context, Member, eval_steps, time_factor
 from comparisons.engine.ntk import empirical_ntk, kernel_distance, summed_logit_ntk
 from comparisons.engine.phenomenon import Outcome, Phenomenon, Prediction
@@ -46,30 +46,10 @@ from comparisons.lazy_rich.grid import cell_table, fig6_maps, pair_maps
 
 log = logging.getLogger(__name__)
 
-DEFAULTS: dict[str, Any] = {
-    "mode": "pair",
-    "probe_n": 64,
-    "ntk_evals": 6,
-    "ntk_chunk": 16,
-    "kernel": "full",
-    "boundary_kd": [0.1],
-    "ratio_key": "model.init_scale",
-    "imbalance_key": "model.layer_scales",
-    "agree_spearman": 0.5,
-    "agree_boundary": 0.5,
-    "agree_spearman_fig6": 0.9,
-    "agree_maxdiff_fig6": 0.5,
-    "oracle_frac": 0.9,
-    "oracle_min_cells": 20,
-    "oracle_wedge_min": 1.0,
-    "control_margin": 0.2,
-    "control_reject_below": 0.5,
-}
-
 
 def knobs(phen: dict[str, Any]) -> dict[str, Any]:
-    """The phenomenon config with defaults filled in."""
-    return {**DEFAULTS, **{k: v for k, v in dict(phen).items() if v is not None}}
+    """The phenomenon's knobs: conf/phenomenon/lazy_rich.yaml overridden by ``phen`` (unknown keys refused)."""
+    return phenomenon_knobs("lazy_rich", phen)
 
 
 def observe(member: Member, step: int) -> dict[str, float]:
@@ -102,8 +82,8 @@ def observe(member: Member, step: int) -> dict[str, float]:
             out[f"erank_dw_{tag}"] = lrm.effective_rank((params[n].detach().cpu() - theta0[n]).numpy())
     ntk_steps = st.get("ntk_steps")
     if ntk_steps is None or step in ntk_steps:
-        x = member.task.x_train[: int(opts.get("probe_n", DEFAULTS["probe_n"]))]
-        chunk = int(opts.get("ntk_chunk", DEFAULTS["ntk_chunk"]))
+        x = member.task.x_train[: int(opts.get("probe_n", knobs({})["probe_n"]))]
+        chunk = int(opts.get("ntk_chunk", knobs({})["ntk_chunk"]))
         kern = (
             summed_logit_ntk(member.model, x, chunk)
             if opts.get("kernel") == "summed"

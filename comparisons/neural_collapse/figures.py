@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from comparisons.engine.config import phenomenon_knobs
 from comparisons.engine.rundir import Run
 from comparisons.neural_collapse.curves import effective_time, member_optim, terminal_slope
-from comparisons.neural_collapse.scores import DEFAULTS, _wide
+from comparisons.neural_collapse.scores import RETIRED, _wide
 
 FORMATS = ("png", "pdf")
 PANELS = [
@@ -153,7 +154,7 @@ def _sweeps(plt, wide, info, run, colors):
     cfg = run.config
     optim = OptimCfg(**{k: v for k, v in cfg["optim"].items() if k in OptimCfg.__dataclass_fields__})
     steps = int(cfg["train"]["steps"])
-    frac = float(cfg.get("phenomenon", {}).get("terminal_frac", DEFAULTS["terminal_frac"]))
+    frac = float(phenomenon_knobs("neural_collapse", cfg.get("phenomenon", {}), tuple(RETIRED))["terminal_frac"])
     rows = []
     for name, m in info.items():
         df = wide.get(name)

@@ -44,7 +44,7 @@ from comparisons.engine.phenomenon import Phenomenon, Prediction
 from comparisons.neural_collapse.curves import effective_time, member_optim
 from comparisons.neural_collapse.figures import figures
 from comparisons.neural_collapse.metrics import nc_metrics
-from comparisons.neural_collapse.scores import DEFAULTS, ceiling, knobs, score
+from comparisons.neural_collapse.scores import ceiling, knobs, score
 from comparisons.neural_collapse.theory import deep_linear_modes, ufm_curves, ufm_flow
 
 __all__ = ["PHENOMENON", "knobs", "nc_metrics", "observe", "predict", "train", "ufm_flow"]
@@ -65,7 +65,7 @@ def observe(member: Member, step: int) -> dict[str, float]:
     """
     st = member.state.get("nc", {})
     model, task = member.model, member.task
-    n_eval = int(st.get("n_eval", DEFAULTS["n_eval"]))
+    n_eval = int(st.get("n_eval", knobs(None)["n_eval"]))
     clf = model.get_classifier()
     was = model.training
     model.eval()

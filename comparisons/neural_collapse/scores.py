@@ -68,7 +68,7 @@ import pandas as pd
 from scipy import stats
 
 from comparisons.engine import stats as evidence_stats
-from comparisons.engine.config import RunCfg
+from comparisons.engine.config import RunCfg, phenomenon_knobs
 from comparisons.engine.phenomenon import Outcome, Prediction
 from comparisons.engine.rundir import Run
 from comparisons.neural_collapse.curves import (
@@ -80,44 +80,21 @@ from comparisons.neural_collapse.curves import (
     terminal_slope,
 )
 
-__all__ = ["DEFAULTS", "ceiling", "knobs", "score"]
+__all__ = ["ceiling", "knobs", "score"]
 
-DEFAULTS: dict[str, Any] = {
-    "losses": ["mse", "ce"],  # each trained in the same run; the theory is exact for MSE only (docs/theory.md 7.2)
-    "controls": True,  # train the two negative controls at the first sweep point
-    "n_eval": 1000,  # samples per split on which NC metrics are measured
-    "ufm_per_class": 30,  # UFM samples per class (its per-sample clock makes the dynamics independent of n)
-    "ufm_max_steps": 20000,  # cap on UFM GD steps
-    "ufm_feature_rate": 1.0,  # rho: features move at rho/N times the W-rate (1: the UFM as written; "n": per sample)
-    "theory_points": 100,  # log-spaced theory points over training
-    "depth": None,  # layers of the deep linear prediction; None = Linear + non-1x1 Conv layers of the model
-    "terminal_frac": 0.25,  # terminal window for the NC1 slope: eval steps after this fraction of training
-    "min_rise": 0.2,  # a mode has risen when max ||M u_a|| >= (1 + min_rise) ||M(0) u_a||
-    "mode_spearman_min": 0.5,  # criteria (module docstring)
-    "slope_r2_min": 0.8,
-    "nc1_normalised_min": 0.5,  # on the normalised scale: 0 = the null's mean, 1 = the noise ceiling
-    "collapsed_nc1_max": 0.5,
-    "control_ratio_min": 3.0,
-    "null_draws": 999,  # seeded permutation draws per null
-}
 RETIRED = {"nc1_logrmse_max"}  # knobs of earlier runs' config.yaml, read and ignored (now ``nc1_normalised_min``)
 CORRELATIONS = ("mode_spearman", "halfrise_logcorr", "init_nc1_trend")  # kind "correlation": Fisher-z intervals
 END_METRICS = ("nc1", "cdnv", "nc2_etf_error", "nc2_equinorm_means", "nc2_equiangular_means", "nc3", "nc4")
 INIT_METRICS = ("nc1", "nc2_etf_error", "nc3")
 
 
-def knobs(cfg: RunCfg) -> dict[str, Any]:
-    """The phenomenon's knobs (``conf/phenomenon/neural_collapse.yaml``) over :data:`DEFAULTS`.
+def knobs(cfg: RunCfg | None) -> dict[str, Any]:
+    """The phenomenon's knobs: conf/phenomenon/neural_collapse.yaml overridden by ``cfg.phenomenon``.
 
     Raises:
-        ConfigError: An unknown key, naming the known ones.
+        ConfigError: An unknown key, with the closest known ones (``RETIRED`` keys of old run dirs are ignored).
     """
-    unknown = sorted(set(cfg.phenomenon) - set(DEFAULTS) - {"name"} - RETIRED)
-    if unknown:
-        from comparisons.engine.config import ConfigError
-
-        raise ConfigError(f"phenomenon.{unknown[0]}: unknown key for neural_collapse; known: {', '.join(DEFAULTS)}")
-    return {**DEFAULTS, **{k: v for k, v in cfg.phenomenon.items() if k != "name" and k not in RETIRED}}
+    return phenomenon_knobs("neural_collapse", None if cfg is None else cfg.phenomenon, tuple(RETIRED))
 
 
 def score(curves: pd.DataFrame, prediction: Prediction, cfg: RunCfg) -> Outcome:

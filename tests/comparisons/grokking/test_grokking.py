@@ -30,7 +30,7 @@ from comparisons.grokking.metrics import (
     target_strength,
     weight_layers,
 )
-from comparisons.grokking.scores import DEFAULTS, ceiling, knobs, score
+from comparisons.grokking.scores import ceiling, knobs, score
 from deep_models import create_model
 from linear_models.grokking import weight_ratio
 
@@ -247,14 +247,14 @@ def test_scores_of_a_constructed_sweep_that_follows_the_law() -> None:
         "b_init_delay_r2",
         "b_init_delay_slope_log_error",
     }  # sign_ok has no null: 0/1 per seed, chance alone passes 3 seeds 1 time in 8
-    assert len(out.nulls["a_accuracy"]) == DEFAULTS["null_draws"]
-    assert len(out.nulls["b_init_delay_r2"]) == DEFAULTS["null_draws_scaling"] >= 200
+    assert len(out.nulls["a_accuracy"]) == knobs(None)["null_draws"]
+    assert len(out.nulls["b_init_delay_r2"]) == knobs(None)["null_draws_scaling"] >= 200
     assert out.negative_controls["reversed_ratio"]["rejected"]  # negative control: the reversed axis scores badly
     assert out.negative_controls["reversed_ratio"]["score"] < 0.5
     j = judgement([summary(o) for o in seeds(curves, pred, CFG)])
     assert j["verdict"] == "agree", j["verdict_reason"]
     # 15 points, 6 delayed: a perfect classification happens by chance 1 time in C(15,6) = 5005 per seed
-    assert j["evidence"]["a_accuracy"]["p"] == pytest.approx(1 / (1 + DEFAULTS["null_draws"]))
+    assert j["evidence"]["a_accuracy"]["p"] == pytest.approx(1 / (1 + knobs(None)["null_draws"]))
     assert j["evidence"]["b_lrwd_delay_r2"]["p"] < 0.01 and j["evidence"]["b_init_delay_slope_log_error"]["p"] < 0.01
 
 
@@ -279,7 +279,7 @@ def test_a_sweep_without_delays_disagrees() -> None:
         out.scores["a_accuracy"] == pytest.approx(9 / 15) and not stats.passes(out.scores, out.criteria)["a_accuracy"]
     )
     j = judgement([summary(o) for o in seeds(curves, pred, CFG)])
-    assert j["verdict"] == "disagree" and j["evidence"]["a_accuracy"]["hi"] < DEFAULTS["accuracy_min"]  # 27/45
+    assert j["verdict"] == "disagree" and j["evidence"]["a_accuracy"]["hi"] < knobs(None)["accuracy_min"]  # 27/45
 
 
 def classification(predicted: list[bool], observed: list[bool]) -> tuple[pd.DataFrame, Prediction]:
@@ -318,7 +318,7 @@ def test_a_perfect_classifier_over_enough_points_agrees() -> None:
     j = verdict_of([True, False, True, False, True, False], [True, False, True, False, True, False])
     assert j["verdict"] == "agree", j["verdict_reason"]
     ev = j["evidence"]["a_accuracy"]
-    assert ev["value"] == 1.0 and ev["lo"] > DEFAULTS["accuracy_min"] and ev["p"] < 0.01
+    assert ev["value"] == 1.0 and ev["lo"] > knobs(None)["accuracy_min"] and ev["p"] < 0.01
     assert ev["null_mean"] == pytest.approx(0.5, abs=0.02)
 
 
@@ -376,7 +376,7 @@ def test_unknown_knob_is_one_line_config_error() -> None:
 
     with pytest.raises(ConfigError, match="phenomenon.gen_treshold: unknown grokking knob"):
         knobs({"phenomenon": {"name": "grokking", "gen_treshold": 0.9}})
-    assert set(DEFAULTS) >= {"ratio_definition", "ratio_threshold", "c"}
+    assert set(knobs(None)) >= {"ratio_definition", "ratio_threshold", "c"}
 
 
 # ---------------------------------------------------------------------------------------------------- end to end
