@@ -40,28 +40,51 @@ def main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     debug = bool(cfg.get("debug"))
-    try:
-        rcfg = validate(cfg)
-        if rcfg.name is None:
-            rcfg.name = hc.runtime.choices.get("experiment") or rcfg.phenomenon["name"]
-        if multirun and rcfg.logger.group is None:
-            rcfg.logger.group = f"{rcfg.name}-{Path(hc.sweep.dir).name}"
-        from comparisons.engine.report import print_summary
-        from comparisons.engine.run import run
-        from comparisons.engine.status import record_done, record_start
-        from comparisons.homotopy import run_homotopy
-        from comparisons.suite import run_suite
+    from comparisons.engine.interrupt import Interrupted, handlers
 
-        record_start(rcfg)  # status.json: running (lintwin status PATH, the sweep manifest)
-        runner = {"suite": run_suite, "homotopy": run_homotopy}.get(rcfg.phenomenon["name"], run)
-        summary = runner(rcfg)
-        record_done(rcfg, summary)
-        print_summary(summary)
+    rcfg = None
+    try:
+        with handlers():  # SIGTERM/SIGINT: checkpoint at the end of the current step, then one line
+            rcfg = validate(cfg)
+            if rcfg.name is None:
+                rcfg.name = hc.runtime.choices.get("experiment") or rcfg.phenomenon["name"]
+            if multirun and rcfg.logger.group is None:
+                rcfg.logger.group = f"{rcfg.name}-{Path(hc.sweep.dir).name}"
+            from comparisons.engine import identity, lock
+            from comparisons.engine.report import print_summary
+            from comparisons.engine.run import run
+            from comparisons.engine.rundir import resolve_run_dir
+            from comparisons.engine.status import record_done, record_start
+            from comparisons.homotopy import run_homotopy
+            from comparisons.suite import run_suite
+
+            run_dir = resolve_run_dir(rcfg)
+            with lock.hold(run_dir):  # lock and identity before status.json: a refused launch must not touch it
+                identity.check(run_dir, rcfg, identity.run_identity(rcfg))
+                record_start(rcfg)  # status.json: running (lintwin status PATH, the sweep manifest)
+                runner = {"suite": run_suite, "homotopy": run_homotopy}.get(rcfg.phenomenon["name"], run)
+                summary = runner(rcfg)
+                record_done(rcfg, summary)
+            if summary.get("reused_from_commit"):
+                print(
+                    f"lintwin: note: reused {run_dir}, complete since commit "
+                    f"{summary['reused_from_commit'][:12]} (this checkout: {summary.get('current_commit', '?')[:12]}); "
+                    "rerun=stale retrains it",
+                    file=sys.stderr,
+                )
+            print_summary(summary)
+    except Interrupted as e:
+        from comparisons.engine.status import record_interrupted
+
+        if rcfg is not None:
+            record_interrupted(rcfg, e.line())
+        print(f"lintwin: {e.line()}", file=sys.stderr)
+        sys.exit(e.exit_code)
     except Exception as e:
         from comparisons.engine.status import record_failure
 
         line = _one_line(e)
-        record_failure(cfg, line)  # single runs too, so `lintwin status runs/` lists every failed job
+        record_failure(cfg, line, own_dir=not _not_this_runs_dir(e))  # so `lintwin status runs/` lists failed jobs
         if debug:
             raise
         if multirun:
@@ -93,6 +116,17 @@ def entry() -> None:
     ]
     argv = [a for a in argv if a]
     argv = replace_grid_overrides(argv)
+    from comparisons.engine.status import CALLBACK_OVERRIDE
+
+    # an override naming a callable would run it; lintwin's own callback is the one allowed
+    bad = [a for a in argv if "_target_" in a and a != CALLBACK_OVERRIDE]
+    if bad:
+        print(
+            f"lintwin: {bad[0][:80]}: _target_ overrides are refused (they name code to run); choose a config group "
+            "instead (e.g. optim=sgd, hydra/launcher=slurm)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     if not multirun and not any(a.startswith("-") for a in argv):
         try:
             from comparisons.engine.preflight import check_groups, check_output_dirs
@@ -152,6 +186,14 @@ def _is_bad_input(e: BaseException) -> bool:
 
     bad = (ConfigError, RunDirError, TaskError)
     return isinstance(e, bad) or type(e).__module__.startswith(("hydra", "omegaconf"))
+
+
+def _not_this_runs_dir(e: BaseException) -> bool:
+    """A run dir refused because another process or another run owns it: its status.json is not this job's."""
+    from comparisons.engine.identity import RunDirTaken
+    from comparisons.engine.lock import RunDirBusy
+
+    return isinstance(e, RunDirBusy | RunDirTaken)
 
 
 def _one_line(e: BaseException) -> str:

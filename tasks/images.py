@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,17 +46,66 @@ log = logging.getLogger(__name__)
 ENV_VAR = "LINTWIN_DATA"
 
 
-class _UncheckedCIFAR10(datasets.CIFAR10):
-    """torchvision's CIFAR10 without the md5 checks (torchvision 0.29.1, datasets/cifar.py).
+class _UncheckedCIFAR10:
+    """CIFAR-10 from ``cifar-10-batches-py/`` without torchvision's md5 checks, and without ``pickle.load``.
 
-    ``CIFAR10._check_integrity`` and ``_load_meta`` call ``utils.check_integrity(path, md5)``, which only
-    tests that the file exists when md5 is None; so dropping the md5s keeps the existence checks and the
-    loading code of torchvision itself, and only skips the hash comparison.
+    torchvision's CIFAR10 checks each batch file's md5 before it unpickles it; the shared re-encoded copy fails
+    that check, so this loader reads the same files (the layout of torchvision 0.29.1, datasets/cifar.py) through
+    :class:`_ArrayUnpickler`, which builds numpy arrays, lists, dicts, bytes and str and nothing else: an
+    unverified file can hold data but never run code.
     """
 
-    train_list = [[name, None] for name, _ in datasets.CIFAR10.train_list]
-    test_list = [[name, None] for name, _ in datasets.CIFAR10.test_list]
-    meta = {**datasets.CIFAR10.meta, "md5": None}
+    def __init__(self, root: str, train: bool = True, download: bool = False) -> None:
+        folder = Path(root) / datasets.CIFAR10.base_folder
+        names = [n for n, _ in (datasets.CIFAR10.train_list if train else datasets.CIFAR10.test_list)]
+        data, targets = [], []
+        for name in names:
+            entry = _unpickle_arrays(folder / name)
+            data.append(entry["data"])
+            targets.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
+        self.data = np.vstack(data).reshape(-1, 3, 32, 32).transpose((0, 2, 3, 1))  # (N, H, W, C), as torchvision
+        self.targets = targets
+        self.classes = _unpickle_arrays(folder / datasets.CIFAR10.meta["filename"])[datasets.CIFAR10.meta["key"]]
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only the globals a numpy array needs (no callable of any other module)."""
+
+    ALLOWED = {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),  # pickles written by numpy < 2 (the original CIFAR-10 files)
+        ("numpy._core.multiarray", "_reconstruct"),  # numpy >= 2
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        """Resolve ``module.name`` if it is one of :attr:`ALLOWED`, else refuse."""
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"the file asks for {module}.{name}, which lintwin never unpickles")
+        return super().find_class(module, name)
+
+
+def _unpickle_arrays(path: Path) -> dict[str, Any]:
+    with open(path, "rb") as f:
+        entry = _ArrayUnpickler(f, encoding="latin1").load()
+    if not isinstance(entry, dict):
+        raise pickle.UnpicklingError(f"{path.name} holds a {type(entry).__name__}, not a dict of arrays")
+    return entry
+
+
+def data_files(dataset: str, data_root: str | os.PathLike | None) -> tuple[Path, list[Path]]:
+    """The data root and the files of ``dataset`` that a run reads (those present), for the run's identity.
+
+    Args:
+        dataset: ``mnist``, ``fashion_mnist`` or ``cifar10``.
+        data_root: ``task.data_root`` (None: ``$LINTWIN_DATA``, else ``./data``).
+
+    Returns:
+        (the data root as an absolute path, the existing data files under it, sorted).
+    """
+    root = Path(os.path.abspath(resolve_root(data_root)[0]))
+    _, _, folder, files = _SOURCES[dataset]
+    return root, sorted(p for p in (root / folder / f for f in files) if p.is_file())
 
 
 # name -> (torchvision class, pretty name, folder under the root, files that must exist in it)

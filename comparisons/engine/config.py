@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import functools
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,9 @@ class ConfigError(ValueError):
 LOSSES = ("mse", "mse_mean", "ce")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
+MAX_STEPS = 10**9  # beyond this a typo (train.steps=1e12) would run for years and its curves would not fit memory
+MAX_NAME = 100
+_NAME = re.compile(r"[A-Za-z0-9._+=,@-]+")
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # the Hydra tree
 
 # The phenomenon registry: every package comparisons/<name>/ with a phenomenon.py (DESIGN.md "The phenomenon
@@ -54,6 +58,10 @@ class TrainCfg:
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ConfigError(f"train.steps={self.steps} must be >= 1 (e.g. train.steps=1000)")
+        if self.steps > MAX_STEPS:
+            raise ConfigError(
+                f"train.steps={self.steps} is more than {MAX_STEPS:.0e} steps; give e.g. train.steps=1000"
+            )
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"train.batch_size={self.batch_size} must be >= 1, or null for full batch")
         _choice("train.loss", self.loss, LOSSES)
@@ -61,6 +69,10 @@ class TrainCfg:
         _choice("train.progress", self.progress, ("auto", "on", "off"))
         if self.eval_points < 2:
             raise ConfigError(f"train.eval_points={self.eval_points} must be >= 2 (e.g. train.eval_points=40)")
+        if self.eval_max_samples < 1:
+            raise ConfigError(
+                f"train.eval_max_samples={self.eval_max_samples} must be >= 1 (e.g. train.eval_max_samples=2000)"
+            )
         if self.checkpoint_every < 0:
             raise ConfigError(f"train.checkpoint_every={self.checkpoint_every} must be >= 0 (0 = only at the end)")
 
@@ -84,10 +96,22 @@ class OptimCfg:
         _choice("optim.name", self.name, OPTIMIZERS)
         if not self.lr > 0:
             raise ConfigError(f"optim.lr={self.lr} must be > 0 (e.g. optim.lr=0.01)")
-        if self.weight_decay < 0:
-            raise ConfigError(f"optim.weight_decay={self.weight_decay} must be >= 0 (e.g. optim.weight_decay=0.0)")
+        if not math.isfinite(self.lr):
+            raise ConfigError(f"optim.lr={self.lr} must be finite (e.g. optim.lr=0.01)")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ConfigError(
+                f"optim.weight_decay={self.weight_decay} must be >= 0 and finite (e.g. optim.weight_decay=0.0)"
+            )
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"optim.momentum={self.momentum} must be in [0, 1) (e.g. optim.momentum=0.9)")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(
+                f"optim.betas={list(self.betas)} must be two numbers in [0, 1) (e.g. optim.betas=[0.9,0.999])"
+            )
+        if not (self.eps > 0 and math.isfinite(self.eps)):
+            raise ConfigError(f"optim.eps={self.eps} must be > 0 and finite (e.g. optim.eps=1e-8)")
+        if not (self.gamma > 0 and math.isfinite(self.gamma)):  # the lr is multiplied by gamma: <= 0 makes it <= 0
+            raise ConfigError(f"optim.gamma={self.gamma} must be > 0 and finite (e.g. optim.gamma=0.1)")
         _choice("optim.schedule", self.schedule, SCHEDULES)
         if any(not 0 < m < 1 for m in self.milestones):
             raise ConfigError(f"optim.milestones={self.milestones} must be fractions of train.steps in (0, 1)")
@@ -160,7 +184,8 @@ class RunCfg:
     seeds: list[int] | None = None
     device: str = "auto"
     dtype: str = "float32"
-    resume: bool = True
+    resume: Any = True  # true | false | "force" (conf/config.yaml)
+    rerun: str = "keep"
     name: str | None = None
     experiment: Any = None
     debug: Any = None
@@ -181,6 +206,13 @@ class RunCfg:
             _check_strength(value)
         if self.seeds is not None and not self.seeds:
             raise ConfigError("seeds=[] is empty; give a list such as seeds=[0,1,2], or seeds=null")
+        for s in [self.seed, *(self.seeds or [])]:
+            if not 0 <= s < 2**63:  # numpy's SeedSequence takes non-negative integers only
+                raise ConfigError(f"seed={s} must be a non-negative integer (e.g. seed=0)")
+        self.resume = _resume(self.resume)
+        _choice("rerun", self.rerun, ("keep", "stale"))
+        if self.name is not None:
+            check_name(self.name)
 
 
 def validate(cfg: DictConfig) -> RunCfg:
@@ -266,6 +298,29 @@ def _check_strength(value: Any) -> None:
             f"model.{STRENGTH_KEY}={value!r} must be a finite number in [0, 1] (0 = linear twin, 1 = real network); "
             f"e.g. model.{STRENGTH_KEY}=0.5"
         )
+
+
+def check_name(name: str) -> None:
+    """A run name is one folder under ``paths.runs_root``: no separators, no ``..``, at most 100 characters.
+
+    Raises:
+        ConfigError: The name could leave its root, or is not a plain folder name.
+    """
+    if name in ("", ".", "..") or len(name) > MAX_NAME or not _NAME.fullmatch(name):
+        shown = name if len(name) <= 40 else name[:40] + "..."
+        raise ConfigError(
+            f"name={shown!r} is not a plain folder name; use 1-{MAX_NAME} letters, digits and . _ - + = , @ "
+            "(no / or \\, not . or ..), e.g. name=my_run"
+        )
+
+
+def _resume(value: Any) -> bool | str:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "false", "force"):
+        return {"true": True, "false": False}.get(text, "force")
+    raise ConfigError(f"resume={value!r} is not known; choose one of: true, false, force")
 
 
 def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from comparisons.engine import interrupt
 from comparisons.engine.config import RunCfg
 from comparisons.engine.members import (
     Context,
@@ -65,23 +66,29 @@ def train_members(
     gen = ctx.streams["data"]
     start, rows, order = start_training(members, ctx, checkpoint)
     bar = _progress(cfg, steps, start)
-    for step in range(start, steps + 1):
-        if step in grid and not (rows and step == start):  # a resumed run has already evaluated its first step
-            latest = _eval_all(members, step, ctx, observe, rows)
+    with interrupt.training():  # SIGTERM/SIGINT: finish this step, checkpoint, stop (comparisons.engine.interrupt)
+        for step in range(start, steps + 1):
+            if step in grid and not (rows and step == start):  # a resumed run has already evaluated its first step
+                latest = _eval_all(members, step, ctx, observe, rows)
+                if bar is not None:
+                    bar.set_postfix_str(latest, refresh=False)
+            if step == steps:
+                break
+            every = cfg.train.checkpoint_every
+            signum = interrupt.requested()
+            if checkpoint is not None and (signum is not None or (step > start and every and step % every == 0)):
+                save_checkpoint(checkpoint, _snapshot(step, rows, members, gen, order, ctx.streams))
+            if signum is not None:
+                raise interrupt.Interrupted(signum, step)
+            _train_step(members, cfg, gen, order, step, rows)
             if bar is not None:
-                bar.set_postfix_str(latest, refresh=False)
-        if step == steps:
-            break
-        every = cfg.train.checkpoint_every
-        if checkpoint is not None and step > start and every and step % every == 0:
-            save_checkpoint(checkpoint, _snapshot(step, rows, members, gen, order, ctx.streams))
-        _train_step(members, cfg, gen, order, step, rows)
+                bar.update(1)
         if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    if checkpoint is not None:
-        save_checkpoint(checkpoint, _snapshot(steps, rows, members, gen, order, ctx.streams))
+            bar.close()
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, _snapshot(steps, rows, members, gen, order, ctx.streams))
+        if interrupt.requested() is not None:
+            raise interrupt.Interrupted(interrupt.requested(), steps)
     return rows
 
 

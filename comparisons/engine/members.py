@@ -187,7 +187,7 @@ def _snapshot(step, rows, members, gen, order, named_streams=None) -> dict[str, 
                 "model": m.model.state_dict(),
                 "optimizer": m.optimizer.state_dict(),
                 "scheduler": None if m.scheduler is None else m.scheduler.state_dict(),
-                "state": m.state,
+                "state": _safe(m.state),
                 "diverged_at": m.diverged_at,
             }
             for m in members
@@ -219,7 +219,7 @@ def _restore(
             m.optimizer.load_state_dict(s["optimizer"])
             if m.scheduler is not None and s["scheduler"] is not None:
                 m.scheduler.load_state_dict(s["scheduler"])
-            m.state = s["state"]
+            m.state = _unsafe(s["state"])
             m.diverged_at = s["diverged_at"]
         gen.set_state(ckpt["data_rng"])
         for k, state in ckpt.get("streams", {}).items():
@@ -233,6 +233,47 @@ def _restore(
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
         first = (str(e).strip().splitlines() or [""])[0][:100]
         raise RunDirError(f"checkpoint {path} does not fit this run ({type(e).__name__}: {first}); {fix}") from None
+
+
+def _safe(obj: Any) -> Any:
+    """``obj`` in the types ``torch.load(weights_only=True)`` reads back: numpy arrays and scalars become tagged
+    tensors (:func:`_unsafe` turns them back), so a phenomenon's ``member.state`` survives a checkpoint exactly.
+
+    Raises:
+        TypeError: A value that cannot be stored as data (a module, a function, a generator).
+    """
+    if isinstance(obj, np.ndarray | np.generic):
+        arr = np.asarray(obj)
+        if arr.dtype == object:
+            raise TypeError("member.state cannot hold an object array in a checkpoint")
+        return {_NP: torch.from_numpy(arr.copy()), "scalar": isinstance(obj, np.generic)}
+    if isinstance(obj, dict):
+        return {k: _safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_safe(v) for v in obj]
+    if isinstance(obj, tuple) and not isinstance(obj, torch.Size):
+        return tuple(_safe(v) for v in obj)
+    if isinstance(obj, set | frozenset):
+        return {_safe(v) for v in obj}
+    if obj is None or isinstance(obj, bool | int | float | str | bytes | torch.Tensor | torch.Size):
+        return obj
+    raise TypeError(f"member.state holds a {type(obj).__name__}, which a checkpoint cannot store as data")
+
+
+def _unsafe(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        if _NP in obj:
+            arr = obj[_NP].numpy()
+            return arr[()] if obj["scalar"] else arr
+        return {k: _unsafe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_unsafe(v) for v in obj]
+    if isinstance(obj, tuple) and not isinstance(obj, torch.Size):
+        return tuple(_unsafe(v) for v in obj)
+    return obj
+
+
+_NP = "__numpy__"  # the tag of a numpy value stored as a tensor in a checkpoint
 
 
 def _batched_forward(model: nn.Module, x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:

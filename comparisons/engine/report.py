@@ -131,7 +131,12 @@ def write_report(
         md += [f"![evidence]({heat.relative_to(out_dir)})", ""]
     for s in summaries:
         key = str(s.get("name"))
-        md += [f"## {s.get('phenomenon')}: {key}", "", f"verdict: **{s.get('verdict')}** (n={s.get('n', 1)})", ""]
+        md += [
+            f"## {_one_line(s.get('phenomenon'))}: {_one_line(key)}",
+            "",
+            f"verdict: **{s.get('verdict')}** (n={s.get('n', 1)})",
+            "",
+        ]
         md += [f"- why: {s['verdict_reason']}" if s.get("verdict_reason") else f"- {MISSING_EVIDENCE}"]
         for k, e in (s.get("evidence") or {}).items():
             if e.get("criterion"):
@@ -148,8 +153,9 @@ def write_report(
         md.append("")
         for name, c in s.get("negative_controls", {}).items():
             state = "rejected" if c.get("rejected") else "NOT rejected"
-            md.append(f"- negative control `{name}`: {state} (score {_num(c.get('score'))}) {c.get('note', '')}")
-        md += [f"- note: {n}" for n in s.get("notes", [])]
+            note = _one_line(c.get("note", ""))
+            md.append(f"- negative control `{_one_line(name)}`: {state} (score {_num(c.get('score'))}) {note}")
+        md += [f"- note: {_one_line(n)}" for n in s.get("notes", [])]
         md.append("")
         for fig in figures.get(key, []):
             if fig.suffix == ".png":
@@ -234,13 +240,31 @@ def _norm1(v: float, e: dict[str, Any], norm: bool) -> float:
     return (float(v) - e["null_mean"]) / (e["ceiling"] - e["null_mean"])
 
 
-def collect(path: Path) -> tuple[list[dict[str, Any]], dict[str, list[Path]]]:
-    """Summaries (seed groups aggregated) and redrawn figures of every complete run under ``path``."""
+def collect(
+    path: Path, skipped: list[tuple[Path, str]] | None = None
+) -> tuple[list[dict[str, Any]], dict[str, list[Path]]]:
+    """Summaries (seed groups aggregated) and redrawn figures of every complete, readable run under ``path``.
+
+    Args:
+        path: A run dir or a folder of runs.
+        skipped: When given, receives ``(run dir, reason)`` for every run that cannot be read; those are left out
+            of the report instead of stopping it.
+    """
     from comparisons.engine.config import PHENOMENA
     from comparisons.engine.phenomenon import get_phenomenon
 
     runs = [p for p in rundir.find_runs(path) if rundir.is_complete(p)]
     runs = [p for p in runs if (p / "curves.csv").exists() and not _is_suite_or_parent(p, runs)]
+    readable = []
+    for p in runs:
+        why = _unreadable(p)
+        if why is None:
+            readable.append(p)
+        elif skipped is not None:
+            skipped.append((p, why))
+        else:
+            raise rundir.RunDirError(f"{p}: {why}")
+    runs = readable
     summaries, figures = [], {}
     for paths in group_by_config(runs).values():
         loaded = [rundir.load_run(p) for p in paths]
@@ -269,18 +293,39 @@ def report_main(argv: list[str]) -> int:
         if not path.exists():
             print(f"lintwin: {path} does not exist; give a run dir or a folder of runs", file=sys.stderr)
             return 2
-        try:
-            summaries, figures = collect(path)
-        except rundir.RunDirError as e:
-            print(f"lintwin: {e}", file=sys.stderr)
-            return 2
+        skipped: list[tuple[Path, str]] = []
+        summaries, figures = collect(path, skipped)
+        if skipped:
+            shown = "; ".join(f"{p} ({why})" for p, why in skipped[:5])
+            more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+            print(f"lintwin: report skipped {len(skipped)} unreadable run dir(s): {shown}{more}", file=sys.stderr)
         if not summaries:
-            print(f"lintwin: no complete run under {path}; run `lintwin` first", file=sys.stderr)
+            print(f"lintwin: no complete readable run under {path}; run `lintwin` first", file=sys.stderr)
             return 2
         out = write_report(summaries, figures, path if path.is_dir() else path.parent)
         print(format_table(scoreboard_rows(summaries)))
         print(f"\nreport: {out}")
     return 0
+
+
+def _one_line(text: Any) -> str:
+    """Text from a run dir on one Markdown line: a newline in a note cannot start an image line of its own."""
+    return " ".join(str(text).splitlines())
+
+
+def _unreadable(p: Path) -> str | None:
+    """Why run dir ``p`` cannot go into a report (None: it can): a file missing, unparsable or of the wrong shape."""
+    try:
+        run = rundir.load_run(p)
+    except rundir.RunDirError as e:
+        return str(e).removeprefix(f"{p}: ").removeprefix(f"{p} ")
+    except Exception as e:  # noqa: BLE001 - undecodable bytes, an empty csv, a folder in a file's place: skip it
+        return f"unreadable ({type(e).__name__})"
+    if not isinstance(run.config, dict) or not isinstance(run.summary, dict):
+        return "config.yaml or summary.json is not a mapping"
+    if list(run.curves.columns[: len(rundir.CURVE_COLUMNS)]) != rundir.CURVE_COLUMNS:
+        return "curves.csv lacks the columns " + ", ".join(rundir.CURVE_COLUMNS)
+    return None
 
 
 def _is_suite_or_parent(p: Path, runs: list[Path]) -> bool:
@@ -338,8 +383,8 @@ def _html(md: str, base: Path) -> str:
             in_table = False
         if line.startswith("!["):
             src = line[line.index("(") + 1 : line.rindex(")")]
-            p = base / src
-            if p.exists():
+            p = (base / src).resolve()  # symlinks followed: a link out of the report's folder is outside too
+            if p.suffix == ".png" and p.is_file() and p.is_relative_to(base.resolve()):  # inline nothing else
                 data = base64.b64encode(p.read_bytes()).decode()
                 out.append(f"<p><img src='data:image/png;base64,{data}' alt='{html.escape(p.stem)}'></p>")
         elif line.startswith("## "):

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from comparisons.engine import rundir
+from comparisons.engine import identity, lock, rundir
 from comparisons.engine.aggregate import judgement
 from comparisons.engine.config import ConfigError, RunCfg, to_container
 from comparisons.engine.loop import train_members
@@ -33,22 +33,52 @@ def run(cfg: RunCfg) -> dict[str, Any]:
     """Run ``cfg`` to a complete run directory and return its summary.
 
     A complete run dir for the same config is not retrained (its summary is returned); an interrupted one resumes
-    from its checkpoint when ``cfg.resume``. ``cfg.seeds`` runs one child run per seed and aggregates them.
+    from its checkpoint when ``cfg.resume``. ``cfg.seeds`` runs one child run per seed and aggregates them. The run
+    dir is locked for the whole run, and its stored identity must match this run's (:mod:`identity`): a complete
+    run made by another git commit is reused with ``summary["reused_from_commit"]`` set (``rerun=stale``
+    retrains it).
 
     Raises:
-        ConfigError: Bad input, found before any training starts.
+        ConfigError: Bad input, found before any training starts (another run in this run dir too).
+        RunDirBusy: Another process holds the run dir.
     """
-    if cfg.seeds:
-        return _run_seeds(cfg)
     run_dir = resolve_run_dir(cfg)
+    with lock.hold(run_dir):  # one process per run dir; a second launch is refused at once (RunDirBusy, exit 2)
+        return _run_seeds(cfg) if cfg.seeds else _run_locked(cfg, run_dir)
+
+
+def _run_locked(cfg: RunCfg, run_dir: Path) -> dict[str, Any]:
+    current = identity.run_identity(cfg)
+    stored = identity.check(run_dir, cfg, current)  # another config or data in this run dir: refused
+    stale = identity.stale_commit(stored, current)
+    fresh = False  # True: retrain from step 0 even where a checkpoint exists
     if rundir.is_complete(run_dir) and cfg.resume:
-        summary = rundir.load_run(run_dir).summary
+        if stale is None or cfg.rerun == "keep":
+            summary = rundir.load_run(run_dir).summary
+            if cfg.resume == "force":
+                identity.write_identity(run_dir, {**current, "git_commit": (stored or current)["git_commit"]})
+            if stale is not None:
+                summary["reused_from_commit"] = stale
+                summary["current_commit"] = current["git_commit"]
+                log.info(
+                    "%s reused: complete since commit %s, this checkout is %s", run_dir, stale, current["git_commit"]
+                )
+            else:
+                log.info("%s reused: complete (resume=false retrains)", run_dir)
+            return summary
         log.info(
-            "%s reused: complete since commit %s (resume=false retrains)",
-            run_dir,
-            str(summary.get("git_commit", "unknown"))[:12],
+            "rerun=stale: retraining %s (made by commit %s, this checkout is %s)", run_dir, stale, current["git_commit"]
         )
-        return summary
+        fresh = True
+    elif stale is not None and cfg.resume and any(run_dir.glob("checkpoint*.pt")):
+        fresh = cfg.rerun == "stale"
+        log.warning(
+            "%s: the checkpoint was written by commit %s, this checkout is %s; %s",
+            run_dir,
+            stale,
+            current["git_commit"],
+            "rerun=stale: starting over" if fresh else "resuming it (rerun=stale starts over)",
+        )
     ctx = Context(
         cfg=cfg,
         device=resolve_device(cfg.device),
@@ -58,7 +88,7 @@ def run(cfg: RunCfg) -> dict[str, Any]:
     )
     phen = get_phenomenon(cfg.phenomenon["name"])
     members = [] if phen.train is not None else build_members(cfg, ctx)
-    _prepare_dir(run_dir, cfg)
+    _prepare_dir(run_dir, cfg, current, fresh)
     t0 = time.time()
     if phen.train is not None:
         observed, prediction = phen.train(cfg, ctx)
@@ -73,6 +103,8 @@ def run(cfg: RunCfg) -> dict[str, Any]:
         summary["diverged"].update(prediction.numbers.get("diverged") or {})
         summary["notes"] += [f"{k} diverged at step {v}" for k, v in (prediction.numbers.get("diverged") or {}).items()]
     summary["omitted_scores"] = omitted
+    if stale is not None and not fresh and cfg.resume:
+        summary["resumed_from_commit"] = stale
     summary.update(judgement([summary]))
     return finish_run(run_dir, cfg, curves, summary)
 
@@ -174,10 +206,14 @@ def _run_seeds(cfg: RunCfg) -> dict[str, Any]:
     return summary
 
 
-def _prepare_dir(run_dir: Path, cfg: RunCfg) -> None:
+def _prepare_dir(run_dir: Path, cfg: RunCfg, ident: dict[str, Any], fresh: bool) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / rundir.COMPLETE).unlink(missing_ok=True)  # resume=false over a finished run: not done until redone
+        if fresh:  # rerun=stale: no checkpoint of the old code is resumed
+            for old in run_dir.glob("checkpoint*.pt"):
+                old.unlink()
+        identity.write_identity(run_dir, ident)  # before any checkpoint: a later launch checks it
         rundir.write_yaml(run_dir / "config.yaml", to_container(cfg))
     except OSError as e:
         raise ConfigError(

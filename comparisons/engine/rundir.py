@@ -29,6 +29,7 @@ from comparisons.engine.config import RunCfg, to_container
 
 CURVE_COLUMNS = ["member", "step", "time", "metric", "value"]
 COMPLETE = "COMPLETE"
+DIGEST = "sha256"  # the checkpoint key holding state_digest() of the rest
 
 
 class RunDirError(ValueError):
@@ -51,12 +52,40 @@ class Run:
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    """A short stable hash of a resolved config, minus output paths (the sweep key, DESIGN.md "Sweeps")."""
-    keyed = {k: v for k, v in config.items() if k not in ("paths", "logger", "resume", "debug")}
+    """A short stable hash of a resolved config, minus output paths (the sweep key, DESIGN.md "Sweeps").
+
+    The hashed view is :func:`hashed_config`: a file-based task's data root is part of it, so the same config
+    on another data root (another ``LINTWIN_DATA``) is another run dir.
+    """
+    blob = json.dumps(hashed_config(config), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def hashed_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a resolved config that decides a run's results: what :func:`config_hash` hashes.
+
+    Output paths, the logger, ``resume``, ``rerun``, ``debug`` and the progress bar change no result and are
+    left out; for a task that reads files (one with a ``data_root`` key) the absolute data root is put in
+    ``task.data_root``.
+    """
+    keyed = {k: v for k, v in config.items() if k not in ("paths", "logger", "resume", "rerun", "debug")}
     if isinstance(keyed.get("train"), dict):  # the progress bar changes no result: a relaunch without it must match
         keyed["train"] = {k: v for k, v in keyed["train"].items() if k != "progress"}
-    blob = json.dumps(keyed, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
+    root = data_root(config)
+    if root is not None:
+        keyed["task"] = {**keyed["task"], "data_root": str(root)}
+    return keyed
+
+
+def data_root(config: dict[str, Any]) -> Path | None:
+    """The absolute data root a resolved config reads (``task.data_root``, else ``paths.data_root``, else
+    ``$LINTWIN_DATA``), or None for a task that reads no files."""
+    task = config.get("task")
+    if not isinstance(task, dict) or not _reads_files(str(task.get("name"))):
+        return None
+    from tasks.images import data_files
+
+    return data_files(task["name"], task.get("data_root") or (config.get("paths") or {}).get("data_root"))[0]
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -91,20 +120,44 @@ def write_curves(path: Path, curves: pd.DataFrame) -> None:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Atomically save a checkpoint (``torch.save`` into memory, then one atomic write)."""
+    """Atomically save a checkpoint with the sha256 of its content (``torch.save`` into memory, one atomic write).
+
+    ``state`` may hold only tensors, dicts, lists, tuples, numbers, strings, bools and None: what
+    ``torch.load(weights_only=True)`` reads back without running code.
+    """
     buf = io.BytesIO()
-    torch.save(state, buf)
+    torch.save({**state, DIGEST: state_digest(state)}, buf)
     write_bytes(path, buf.getvalue())
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint; a corrupt one is refused with a one-line :class:`RunDirError`, never silently restarted."""
+    """Load a checkpoint with ``weights_only=True`` and verify its sha256; refuse anything else in one line.
+
+    Raises:
+        RunDirError: Unreadable, not a lintwin checkpoint, or its content does not match its checksum.
+    """
+    fix = "delete it to restart that run, or set resume=false"
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)  # never runs code from the file
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        raise RunDirError(
-            f"checkpoint {path} is corrupt ({type(e).__name__}); delete it to restart that run, or set resume=false"
-        ) from None
+        raise RunDirError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}); {fix}") from None
+    if not isinstance(state, dict) or DIGEST not in state:
+        raise RunDirError(f"checkpoint {path} has no sha256 (not written by this lintwin); {fix}")
+    stored = state.pop(DIGEST)
+    if stored != state_digest(state):
+        raise RunDirError(f"checkpoint {path} fails its sha256 check (its content changed on disk); {fix}")
+    return state
+
+
+def state_digest(state: Any) -> str:
+    """sha256 of a checkpoint's content: every tensor's dtype, shape and bytes, and every other value, in order.
+
+    Raises:
+        TypeError: ``state`` holds a value ``weights_only=True`` could not load back (an object, a generator).
+    """
+    h = hashlib.sha256()
+    _digest(state, h)
+    return h.hexdigest()
 
 
 def mark_complete(run_dir: Path) -> None:
@@ -138,6 +191,39 @@ def load_run(path: str | Path) -> Run:
 def find_runs(path: str | Path) -> list[Path]:
     """All run dirs (folders holding summary.json) at or below ``path``, sorted."""
     return sorted(p.parent for p in Path(path).rglob("summary.json"))
+
+
+def _digest(obj: Any, h: Any) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)}".encode())
+        for k, v in obj.items():
+            _digest(k, h)
+            _digest(v, h)
+    elif isinstance(obj, (set, frozenset)):  # set order is not stable across a save and load: hash it sorted
+        h.update(f"S{len(obj)}".encode())
+        for v in sorted(obj, key=repr):
+            _digest(v, h)
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"{'L' if isinstance(obj, list) else 'U'}{len(obj)}".encode())
+        for v in obj:
+            _digest(v, h)
+    elif obj is None or isinstance(obj, (bool, int, float, str, bytes)):
+        h.update(f"{type(obj).__name__}:{obj!r};".encode())
+    else:
+        raise TypeError(f"a checkpoint cannot hold a {type(obj).__name__} (weights_only=True would refuse it)")
+
+
+def _reads_files(task_name: str) -> bool:
+    import tasks
+
+    try:
+        return "data_root" in tasks.task_keys(task_name)
+    except Exception:  # noqa: BLE001 - an unknown task reads nothing; tasks.build names it later
+        return False
 
 
 def _jsonable(obj: Any) -> Any:

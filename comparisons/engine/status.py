@@ -89,18 +89,23 @@ def record_done(cfg: RunCfg, summary: dict[str, Any]) -> None:
         log.warning("could not record the end of the job: %s", e)
 
 
-def record_failure(cfg: DictConfig | RunCfg, line: str) -> None:
+def record_failure(cfg: DictConfig | RunCfg, line: str, own_dir: bool = True) -> None:
     """Mark a job as failed with the one-line ``line`` the CLI printed; never raises.
 
     Args:
         cfg: The job's composed config (a DictConfig, possibly invalid) or its validated RunCfg.
         line: One line naming the problem and the fix.
+        own_dir: False when the run dir belongs to another process or run (locked, another config): the failure
+            is then kept in Hydra's job dir only, and the run dir's status.json stays its owner's.
     """
     from comparisons.engine.config import validate
 
     try:
         rcfg = validate(cfg) if isinstance(cfg, DictConfig) else cfg
     except Exception:  # noqa: BLE001 - an invalid config has no run dir: record it in Hydra's job dir only
+        _write(_invalid_record(line))
+        return
+    if not own_dir:
         _write(_invalid_record(line))
         return
     try:
@@ -125,6 +130,27 @@ def record_failure(cfg: DictConfig | RunCfg, line: str) -> None:
         _write(_invalid_record(line))
 
 
+def record_interrupted(cfg: RunCfg, line: str) -> None:
+    """Mark the job of ``cfg`` as interrupted (SIGTERM/SIGINT, checkpoint written); never raises."""
+    from comparisons.engine.rundir import resolve_run_dir
+
+    try:
+        run_dir = resolve_run_dir(cfg)
+        previous = _read(run_dir / STATUS) or {}
+        _write(
+            _record(
+                cfg,
+                run_dir,
+                "interrupted",
+                reason=line,
+                action=previous.get("action", "train"),
+                attempts=previous.get("attempts", 1),
+            )
+        )
+    except Exception as e:  # noqa: BLE001 - the checkpoint is written; the status file is a convenience
+        log.debug("could not record the interruption: %s", e)
+
+
 def collect(path: str | Path) -> dict[str, dict[str, Any]]:
     """Every job recorded at or below ``path``, keyed by config hash, with its live state.
 
@@ -132,12 +158,15 @@ def collect(path: str | Path) -> dict[str, dict[str, Any]]:
     is refreshed from the run dir: COMPLETE means done; ``running`` from a process that no longer exists on this
     host means interrupted (rerun the same command to resume it).
     """
+    from comparisons.engine.rundir import git_commit
+
+    commit = git_commit()
     jobs: dict[str, dict[str, Any]] = {}
     for f in sorted(Path(path).rglob(STATUS)):
         rec = _read(f)
         if not rec or "config_hash" not in rec:
             continue
-        rec = _refresh(rec)
+        rec = _refresh(rec, commit)
         key = rec["config_hash"]
         if key not in jobs or rec.get("updated", "") >= jobs[key].get("updated", ""):
             jobs[key] = rec
@@ -188,7 +217,12 @@ def format_status(jobs: dict[str, dict[str, Any]], limit: int | None = None) -> 
     if limit is not None and len(done) > limit:
         lines.append(f"... and {len(done) - limit} more done jobs")
     counts = {s: sum(r["state"] == s for r in rows) for s in STATES}
-    lines.append(f"{len(rows)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    n_stale = sum(bool(r.get("stale")) for r in rows)
+    lines.append(
+        f"{len(rows)} jobs: "
+        + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        + (f" ({n_stale} stale: made by another commit)" if n_stale else "")
+    )
     failed = [r for r in rows if r["state"] == "failed"]
     if failed:
         lines.append(f"failed ({len(failed)}):")
@@ -338,15 +372,34 @@ def _hydra() -> dict[str, Any]:
         return {}
 
 
-def _refresh(rec: dict[str, Any]) -> dict[str, Any]:
-    """The newest record of a job (its run dir's copy may be newer than Hydra's) and its live state."""
+def _refresh(rec: dict[str, Any], commit: str | None = None) -> dict[str, Any]:
+    """The newest record of a job (its run dir's copy may be newer than Hydra's) and its live state.
+
+    The run dir decides: COMPLETE means done, and a "done" record whose COMPLETE is gone is not done. A done run
+    made by another git commit than ``commit`` (this checkout's) is flagged ``stale``.
+    """
     run_dir = Path(rec["run_dir"]) if rec.get("run_dir") else None
     if run_dir is not None:
         live = _read(run_dir / STATUS)
         if live and live.get("config_hash") == rec["config_hash"] and live.get("updated", "") > rec.get("updated", ""):
             rec = {**rec, **live}
-        if (run_dir / "COMPLETE").exists() and rec["state"] != "done":
+        complete = (run_dir / "COMPLETE").exists()
+        if complete and rec["state"] != "done":
             rec = {**rec, "state": "done", "reason": ""}
+        elif not complete and rec["state"] == "done":
+            rec = {
+                **rec,
+                "state": "interrupted",
+                "reason": "its COMPLETE marker is missing; rerun the same command to finish it",
+            }
+        made_by = (_read(run_dir / "summary.json") or {}).get("git_commit") if complete else None
+        if commit and made_by and made_by != commit:
+            rec = {
+                **rec,
+                "stale": True,
+                "reason": f"stale: made by commit {made_by[:12]}, this checkout is {commit[:12]}; "
+                "rerun=stale retrains it",
+            }
     if rec["state"] == "running" and rec.get("host") == socket.gethostname() and not _alive(rec.get("pid")):
         ckpt = run_dir is not None and (run_dir / "checkpoint.pt").exists()
         rec = {

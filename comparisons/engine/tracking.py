@@ -16,6 +16,8 @@ from comparisons.engine.rundir import load_run
 
 log = logging.getLogger(__name__)
 
+ONLINE_INIT_TIMEOUT_S = 5  # seconds wandb.init may wait for the server before the offline retry
+
 
 def log_run(cfg: RunCfg, run_dir: Path, figures: list[Path]) -> str | None:
     """Mirror ``run_dir`` to one W&B run: config, curves with explicit steps, overlays, scores, a table, figures.
@@ -57,7 +59,9 @@ def _log(cfg: RunCfg, run_dir: Path, figures: list[Path], mode: str) -> str:
         config=to_container(cfg),
         tags=list(lg.tags),
         reinit="finish_previous",
-        settings=wandb.Settings(init_timeout=30),  # a node without network fails fast instead of hanging
+        # online: an unreachable server fails in seconds, then the run goes offline with one warning; offline
+        # contacts no server, but starting W&B's service on a loaded node can take a while
+        settings=wandb.Settings(init_timeout=ONLINE_INIT_TIMEOUT_S if mode == "online" else 60),
     )
     try:
         curves = run.curves

@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 
+from comparisons.engine import interrupt
 from comparisons.engine.batched import BatchedOptimizer, FuncStack, MLPStack, batched_loss, func_key, mlp_key
 from comparisons.engine.config import RunCfg
 from comparisons.engine.members import (
@@ -123,28 +124,35 @@ def train_vectorized(
         [g.k for g in groups],
     )
     bar = _progress(cfg, steps, start)
-    for step in range(start, steps + 1):
-        if step in grid and not (rows and step == start):
-            latest = _eval_groups(members, where, step, cfg, observe, rows)
+    with interrupt.training():  # SIGTERM/SIGINT: finish this step, checkpoint, stop (comparisons.engine.interrupt)
+        for step in range(start, steps + 1):
+            if step in grid and not (rows and step == start):
+                latest = _eval_groups(members, where, step, cfg, observe, rows)
+                if bar is not None:
+                    bar.set_postfix_str(latest, refresh=False)
+            if step == steps:
+                break
+            every = cfg.train.checkpoint_every
+            signum = interrupt.requested()
+            if checkpoint is not None and (signum is not None or (step > start and every and step % every == 0)):
+                save_checkpoint(
+                    checkpoint,
+                    _snapshot(step, _sync(members, where, step, cfg, rows), members, gen, order, ctx.streams),
+                )
+            if signum is not None:
+                raise interrupt.Interrupted(signum, step)
+            batches = draw_batches(members, cfg, gen, order)
+            for g in groups:
+                g.train_step(batches, step, cfg.train.loss)
             if bar is not None:
-                bar.set_postfix_str(latest, refresh=False)
-        if step == steps:
-            break
-        every = cfg.train.checkpoint_every
-        if checkpoint is not None and step > start and every and step % every == 0:
-            save_checkpoint(
-                checkpoint, _snapshot(step, _sync(members, where, step, cfg, rows), members, gen, order, ctx.streams)
-            )
-        batches = draw_batches(members, cfg, gen, order)
-        for g in groups:
-            g.train_step(batches, step, cfg.train.loss)
+                bar.update(1)
         if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    _sync(members, where, steps, cfg, rows)
-    if checkpoint is not None:
-        save_checkpoint(checkpoint, _snapshot(steps, rows, members, gen, order, ctx.streams))
+            bar.close()
+        _sync(members, where, steps, cfg, rows)
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, _snapshot(steps, rows, members, gen, order, ctx.streams))
+        if interrupt.requested() is not None:
+            raise interrupt.Interrupted(interrupt.requested(), steps)
     return rows
 
 

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
+import struct
+import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 
+from comparisons.engine import identity, rundir
 from tests.conftest import SHARED_DATA, compose_cfg
 
 BASE = ["phenomenon=grokking", "train.steps=5", "train.eval_points=3"]  # defaults otherwise: modular p=23, mlp, adamw
@@ -64,10 +68,36 @@ BAD = [
         ["-m", "optim.lr=0.1,0.2", "paths.runs_root={file}/runs"],
         "set paths.runs_root",
     ),
-    ("corrupt checkpoint", ["{ckpt:garbage}"], "is corrupt (UnpicklingError); delete it to restart that run"),
+    ("corrupt checkpoint", ["{ckpt:garbage}"], "is corrupt or truncated (IndexError); delete it to restart that run"),
     ("truncated checkpoint", ["{ckpt:truncated}"], "is corrupt"),
     ("foreign checkpoint", ["{ckpt:foreign}"], "does not fit this run"),
     ("checkpoint of other members", ["{ckpt:members}"], "holds members ['someone'], not this run's"),
+    ("checkpoint without checksum", ["{ckpt:unsigned}"], "has no sha256 (not written by this lintwin)"),
+    ("checkpoint with a bit flip", ["{ckpt:bitflip}"], "fails its sha256 check (its content changed on disk)"),
+    ("checkpoint that runs code", ["{ckpt:code}"], "is corrupt or truncated (UnpicklingError)"),
+    ("lr inf", ["optim.lr=inf"], "optim.lr=inf must be finite"),
+    ("lr nan", ["optim.lr=nan"], "optim.lr=nan must be > 0"),
+    ("weight decay nan", ["optim.weight_decay=nan"], "optim.weight_decay=nan must be >= 0 and finite"),
+    ("negative seed", ["seed=-1"], "seed=-1 must be a non-negative integer"),
+    ("negative seed in seeds", ["seeds=[0,-2]"], "seed=-2 must be a non-negative integer"),
+    ("negative gamma", ["optim.schedule=step", "optim.gamma=-1"], "optim.gamma=-1.0 must be > 0 and finite"),
+    ("beta of 1", ["optim.betas=[0.9,1.0]"], "optim.betas=[0.9, 1.0] must be two numbers in [0, 1)"),
+    ("three betas", ["optim.betas=[0.9,0.9,0.9]"], "must be two numbers in [0, 1)"),
+    ("eps 0", ["optim.eps=0"], "optim.eps=0.0 must be > 0 and finite"),
+    ("eps nan", ["optim.eps=nan"], "optim.eps=nan must be > 0 and finite"),
+    ("no eval samples", ["train.eval_max_samples=0"], "train.eval_max_samples=0 must be >= 1"),
+    ("absurd steps", ["train.steps=10000000000"], "train.steps=10000000000 is more than 1e+09 steps"),
+    ("name climbs out", ["name=../../x"], "name='../../x' is not a plain folder name"),
+    ("name is ..", ["name=.."], "name='..' is not a plain folder name"),
+    ("absolute name", ["name=/abs"], "name='/abs' is not a plain folder name"),
+    ("name with a separator", ["name=a/b"], "name='a/b' is not a plain folder name"),
+    ("name too long", ["name=" + "n" * 101], "is not a plain folder name; use 1-100 letters"),
+    ("unknown resume", ["resume=maybe"], "resume='maybe' is not known; choose one of: true, false, force"),
+    ("unknown rerun", ["rerun=always"], "rerun='always' is not known"),
+    ("target override", ["+hydra.callbacks.x._target_=os.system"], "_target_ overrides are refused"),
+    ("target in a group", ["+optim._target_=builtins.eval"], "_target_ overrides are refused"),
+    ("target in a sweep", ["-m", "+model._target_=os.system,os.getcwd"], "_target_ overrides are refused"),
+    ("another config in the run dir", ["{other_config}", "optim.lr=0.05"], "holds another run (optim.lr: 0.01 there"),
     ("model/task shapes disagree", ["model=transformer"], "model transformer does not accept task modular inputs"),
     ("image model on flat images", ["task=mnist", "model=resnet_small"], "must be (C, H, W)"),
     ("ce loss on a regression", ["task=teacher_student", "train.loss=ce"], "needs class labels"),
@@ -87,6 +117,17 @@ def test_bad_input_is_one_line_and_exit_2(case: str, args: list[str], needle: st
 
 def test_table_is_large_enough() -> None:
     assert len(BAD) >= 20 and len({c for c, _, _ in BAD}) == len(BAD)
+
+
+def test_checkpoint_that_runs_code_runs_nothing(lintwin, tmp_path: Path) -> None:
+    ckpt = _run_dir(tmp_path) / "checkpoint.pt"
+    _write_checkpoint("code", ckpt)
+    with pytest.raises(FileNotFoundError):  # the control: plain pickle.load would have created the file
+        (ckpt.parent / "PWNED").stat()
+    assert lintwin(*BASE).returncode == 2
+    assert not (ckpt.parent / "PWNED").exists()
+    pickle.loads(ckpt.read_bytes())  # negative control: the payload is live, so the test can fail
+    assert (ckpt.parent / "PWNED").exists()
 
 
 def test_corrupt_checkpoint_is_never_trained_over(lintwin, tmp_path: Path) -> None:
@@ -144,6 +185,10 @@ def test_debug_true_shows_the_traceback_of_a_job_error(lintwin, monkeypatch) -> 
 def _prepare(args: list[str], tmp: Path) -> list[str]:
     out = []
     for a in args:
+        if a == "{other_config}":  # a complete run of BASE + optim.lr=0.01 in the run dir that the test names
+            out.append(f"paths.run_dir={tmp / 'shared_run'}")
+            _complete_run(tmp / "shared_run", ["optim.lr=0.01"])
+            continue
         if a.startswith("{ckpt:"):
             _write_checkpoint(a[len("{ckpt:") : -1], _run_dir(tmp) / "checkpoint.pt")
             continue
@@ -179,15 +224,43 @@ def _write_checkpoint(kind: str, path: Path) -> None:
     if kind == "garbage":
         path.write_bytes(b"this is not a torch checkpoint\n" * 10)
         return
-    if kind == "members":
-        torch.save(
-            {"step": 3, "rows": [], "data_rng": torch.Generator().get_state(), "order": {}, "members": {"someone": {}}},
-            buf,
-        )
+    if kind == "code":  # a pickle whose loading would create a file: weights_only=True must refuse it
+        path.write_bytes(pickle.dumps(_Exploit(path.parent / "PWNED")))
+        return
+    state = (
+        {"step": 3, "rows": [], "data_rng": torch.Generator().get_state(), "order": {}, "members": {"someone": {}}}
+        if kind == "members"
+        else {"step": 3, "weights": torch.zeros(1000)}
+    )
+    if kind == "unsigned":
+        torch.save(state, buf)
     else:
-        torch.save({"step": 3, "weights": torch.zeros(1000)}, buf)
-    data = buf.getvalue()
-    path.write_bytes(data[: len(data) // 2] if kind == "truncated" else data)
+        torch.save({**state, rundir.DIGEST: rundir.state_digest(state)}, buf)
+    data = bytearray(buf.getvalue())
+    if kind == "bitflip":  # one bit of the tensor's bytes, inside the zip entry torch stores them in
+        with zipfile.ZipFile(io.BytesIO(bytes(data))) as z:
+            info = next(i for i in z.infolist() if i.filename.endswith("data/0"))
+        name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
+        data[info.header_offset + 30 + name_len + extra_len + 100] ^= 0x01
+    path.write_bytes(bytes(data[: len(data) // 2] if kind == "truncated" else data))
+
+
+class _Exploit:
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (Path.touch, (self.target,))
+
+
+def _complete_run(run_dir: Path, extra: list[str]) -> None:
+    """A fake complete run of BASE + ``extra`` in ``run_dir``, as run() would leave it (config.yaml, COMPLETE)."""
+    from comparisons.engine.config import to_container
+
+    cfg = _named(compose_cfg([*BASE, *extra, f"paths.run_dir={run_dir}"]))
+    identity.write_identity(run_dir, identity.run_identity(cfg))
+    rundir.write_yaml(run_dir / "config.yaml", to_container(cfg))
+    rundir.mark_complete(run_dir)
 
 
 def _named(cfg):

@@ -281,7 +281,7 @@ def test_run_homotopy_end_to_end_and_reuses_its_children(tmp_path) -> None:
     assert (home / "figures" / "homotopy.png").stat().st_size > 0
     report = (home / "report.md").read_text()
     assert "half-way strength" in report and "figures/homotopy.png" in report
-    before = (home / "smoke" / "s=0.5" / "summary.json").stat().st_mtime_ns
+    before = (home / "smoke" / "s=0.5" / "seed_0" / "curves.csv").stat().st_mtime_ns
     again = run_homotopy(cfg)
-    assert (home / "smoke" / "s=0.5" / "summary.json").stat().st_mtime_ns == before  # reused, not retrained
+    assert (home / "smoke" / "s=0.5" / "seed_0" / "curves.csv").stat().st_mtime_ns == before  # reused, not retrained
     assert again["half_way"] == json.loads(json.dumps(out["half_way"]))

@@ -23,9 +23,13 @@ INPUTS = {
 }
 
 
+ENGINE_KEYS = {"name", "nonlinearity_strength"}  # read by the engine (registry name, the twin-to-real homotopy)
+
+
 def yaml_kwargs(name: str) -> dict:
+    """The model's own knobs in conf/model/<name>.yaml (the constructor's kwargs)."""
     cfg = yaml.safe_load((CONF / f"{name}.yaml").read_text())
-    return {k: v for k, v in cfg.items() if k != "name"}
+    return {k: v for k, v in cfg.items() if k not in ENGINE_KEYS}
 
 
 def build(name: str, seed: int = 0, **over) -> nn.Module:

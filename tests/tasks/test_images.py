@@ -176,3 +176,32 @@ def test_bad_image_options(data_root, gen, override, needle) -> None:
     with pytest.raises(TaskError) as e:
         build({"name": "mnist", "data_root": str(data_root), **override}, generator=gen(0))
     assert needle in one_line(e)
+
+
+class _Exploit:
+    def __init__(self, target) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (self.target,))
+
+
+def test_unverified_cifar_pickle_runs_no_code(tmp_path, gen, data_root) -> None:
+    import pickle
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for f in (data_root / "cifar-10-batches-py").iterdir():
+        (folder / f.name).symlink_to(f)
+    (folder / "data_batch_2").unlink()
+    payload = {"data": _Exploit(tmp_path / "PWNED"), "labels": [0]}
+    (folder / "data_batch_2").write_bytes(pickle.dumps(payload))
+    with pytest.raises(TaskError) as e:
+        build({"name": "cifar10", "data_root": str(tmp_path), "verify_checksums": False}, generator=gen(0))
+    msg = one_line(e)
+    assert "corrupt or truncated" in msg and "pathlib" in msg and "which lintwin never unpickles" in msg
+    assert not (tmp_path / "PWNED").exists()
+    pickle.loads((folder / "data_batch_2").read_bytes())  # the control: the payload is live
+    assert (tmp_path / "PWNED").exists()

@@ -48,7 +48,7 @@ def test_kill_9_mid_run_then_rerun_is_bit_identical(tmp_path: Path, lintwin, mon
     assert ckpt is not None, f"no checkpoint appeared (exit {proc.returncode}): {err[-2000:]}"
     run_dir = ckpt.parent
     assert not (run_dir / rundir.COMPLETE).exists(), "the run finished before the kill; raise train.steps"
-    killed_at = torch.load(ckpt, weights_only=False)["step"]
+    killed_at = torch.load(ckpt, weights_only=True)["step"]
     assert 0 < killed_at < 400
 
     _no_figures(monkeypatch)
@@ -153,7 +153,7 @@ def test_checkpoint_holds_models_optimizers_rng_step_and_curves(tmp_path: Path, 
 
     cfg = compose_cfg([*TOY, f"paths.runs_root={tmp_path}", "sweep.grid=null"])
     run(cfg)
-    ckpt = torch.load(resolve_run_dir(cfg) / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(resolve_run_dir(cfg) / "checkpoint.pt", weights_only=True)
     assert ckpt["step"] == 40 and {"data_rng", "streams", "torch_rng", "order", "rows"} <= set(ckpt)
     assert set(ckpt["members"]) == {"real", "twin"}
     for member in ckpt["members"].values():

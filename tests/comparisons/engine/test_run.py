@@ -127,6 +127,36 @@ def test_wandb_failure_warns_and_run_completes(tmp_path, fake_phenomenon, monkey
     assert sum("W&B logging" in r.message for r in caplog.records) == 2
 
 
+def test_unreachable_server_times_out_fast_then_offline_with_one_warning(
+    tmp_path, fake_phenomenon, monkeypatch, caplog
+) -> None:
+    import logging
+
+    import wandb
+
+    from comparisons.engine.run import run
+    from comparisons.engine.rundir import resolve_run_dir
+
+    real_init, calls = wandb.init, []
+
+    def unreachable_online(*a, **k):
+        calls.append((k["mode"], k["settings"].init_timeout))
+        if k["mode"] == "online":
+            raise TimeoutError(f"wandb.init timed out after {k['settings'].init_timeout}s")  # what W&B raises
+        return real_init(*a, **k)
+
+    monkeypatch.setattr(wandb, "init", unreachable_online)
+    cfg = _cfg(tmp_path, "logger=wandb", "logger.mode=online")
+    with caplog.at_level(logging.WARNING):
+        run(cfg)
+    d = resolve_run_dir(cfg)
+    assert rundir.is_complete(d)
+    assert [m for m, _ in calls] == ["online", "offline"] and calls[0][1] <= 10
+    warnings = [r.message for r in caplog.records if "W&B" in r.message]
+    assert len(warnings) == 1 and "retrying offline" in warnings[0]
+    assert list((d / "wandb").glob("offline-run-*/run-*.wandb"))  # logged offline after all
+
+
 def test_complete_run_is_not_retrained(tmp_path, fake_phenomenon) -> None:
     from comparisons.engine.run import run
     from comparisons.engine.rundir import resolve_run_dir

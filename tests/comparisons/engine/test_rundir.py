@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -32,3 +33,22 @@ def test_load_run_names_the_missing_file(tmp_path) -> None:
     (tmp_path / "config.yaml").write_text("seed: 0\n")
     with pytest.raises(rundir.RunDirError, match="summary.json is missing"):
         rundir.load_run(tmp_path)
+
+
+def test_checkpoint_holds_data_only_and_member_state_round_trips(tmp_path: Path) -> None:
+    import numpy as np
+    import torch
+
+    from comparisons.engine import rundir
+    from comparisons.engine.members import _safe, _unsafe
+
+    state = {"theta0": [torch.arange(3.0)], "modes": np.eye(2), "S": np.float64(0.25), "steps": {0, 5, 60}}
+    rundir.save_checkpoint(tmp_path / "c.pt", {"step": 1, "state": _safe(state)})
+    back = _unsafe(rundir.load_checkpoint(tmp_path / "c.pt")["state"])  # weights_only=True inside
+    assert isinstance(back["modes"], np.ndarray) and np.array_equal(back["modes"], np.eye(2))
+    assert type(back["S"]) is np.float64 and back["S"] == 0.25 and back["steps"] == {0, 5, 60}
+    assert torch.equal(back["theta0"][0], torch.arange(3.0))
+    with pytest.raises(TypeError, match="cannot store as data"):
+        _safe({"gen": torch.Generator()})
+    with pytest.raises(TypeError, match="a checkpoint cannot hold a Generator"):
+        rundir.save_checkpoint(tmp_path / "d.pt", {"gen": torch.Generator()})

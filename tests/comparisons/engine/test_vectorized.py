@@ -190,7 +190,7 @@ def test_resume_is_bit_identical(tmp_path) -> None:
     ckpt = tmp_path / "checkpoint.pt"
     with pytest.raises(KeyboardInterrupt):
         train_members(build_members(cfg, _ctx(cfg, tmp_path)), _ctx(cfg, tmp_path), crash_at_end, ckpt)
-    assert torch.load(ckpt, weights_only=False)["step"] == 20
+    assert torch.load(ckpt, weights_only=True)["step"] == 20
     resumed = pd.DataFrame(
         train_members(build_members(cfg, _ctx(cfg, tmp_path)), _ctx(cfg, tmp_path), lambda m, s: {}, ckpt)
     )
