@@ -93,3 +93,16 @@ def test_make_demo_twice_from_a_clean_checkout(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr[-2000:]
     assert "lintwin: reused 4 finished run(s)" in again.stdout
     assert scoreboard(again.stdout) == scoreboard(first.stdout)
+
+
+@pytest.mark.slow
+def test_the_default_jobs_verdicts_survive_another_seed_set(tmp_path: Path) -> None:
+    """The default job over seeds 0-3 and over seeds 4-7 (minutes): every phenomenon gets the same verdict."""
+    checkout = clean_checkout(tmp_path / "lintwin")
+    verdicts = []
+    for seeds in ("[0,1,2,3]", "[4,5,6,7]"):
+        res = lintwin_in(checkout, f"seeds={seeds}", "train.progress=off", data=SHARED_DATA, timeout=1800)
+        assert res.returncode == 0, res.stderr[-2000:]
+        rows = [line.split() for line in scoreboard(res.stdout)[2:]]
+        verdicts.append({r[0]: next(w for w in r if w in ("agree", "disagree", "inconclusive")) for r in rows})
+    assert len(verdicts[0]) == 4 and verdicts[0] == verdicts[1]
