@@ -55,20 +55,26 @@ class SaxeModes(NamedTuple):
     s: np.ndarray
 
 
-def whiten(X: Any) -> np.ndarray:
-    """Whiten inputs: centre, thin SVD X = U S V^T, return sqrt(N) U (docs/theory.md 2.5; needs N >= d, full rank).
+def whiten(X: Any, tol: float | None = None) -> np.ndarray:
+    """Whiten inputs: centre, thin SVD X = U S V^T, return sqrt(N) U (docs/theory.md 2.5).
 
-    Equal to the paper's StandardScaler + PCA recipe up to a rotation of input space [C].
+    Equal to the paper's StandardScaler + PCA recipe up to a rotation of input space [C]. The one whitening of the
+    theory side (``tasks.whitening`` is its fitted-map form for a task's train and test inputs).
 
     Args:
         X: (N, d), rows are samples.
+        tol: None: X must have full column rank (N > d). A number: whiten within the span, keeping the r columns of U
+            whose singular values exceed ``tol`` times the largest.
 
     Returns:
-        X_w (N, d) with zero column means and X_w^T X_w / N = I_d.
+        X_w (N, d) (or (N, r)) with zero column means and X_w^T X_w / N = I.
     """
     x = as_f64(X)
     x = x - x.mean(axis=0)
     u, s, _ = np.linalg.svd(x, full_matrices=False)
+    if tol is not None:
+        r = int((s > s[0] * tol).sum()) if s.size and s[0] > 0 else 0
+        return np.sqrt(x.shape[0]) * u[:, :r]
     if s[-1] <= 1e-12 * s[0]:
         raise ValueError(f"whiten: centred X (N={x.shape[0]}, d={x.shape[1]}) is rank deficient; needs N > d")
     return np.sqrt(x.shape[0]) * u

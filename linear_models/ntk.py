@@ -56,11 +56,16 @@ def kernel_distance(K0: Any, K1: Any) -> np.ndarray | float:
         K1: Kernels, broadcastable with K0.
 
     Returns:
-        KD (*B); a float when both are 2-D.
+        KD (*B), float64, clipped at 0 (rounding can make 1 - cos a hair negative); NaN where a kernel is zero. Each
+        kernel is normalised before the inner product, so the small KD of two large, nearly equal kernels keeps its
+        digits. A float when both are 2-D.
     """
-    k0, k1 = as_f64(K0), as_f64(K1)
-    inner = np.sum(k0 * k1, axis=(-2, -1))
-    kd = 1.0 - inner / np.sqrt(np.sum(k0 * k0, axis=(-2, -1)) * np.sum(k1 * k1, axis=(-2, -1)))
+    k0, k1 = np.broadcast_arrays(as_f64(K0), as_f64(K1))
+    n0 = np.sqrt(np.sum(k0 * k0, axis=(-2, -1), keepdims=True))
+    n1 = np.sqrt(np.sum(k1 * k1, axis=(-2, -1), keepdims=True))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.sum((k0 / n0) * (k1 / n1), axis=(-2, -1))
+    kd = np.where(np.isfinite(cos), np.maximum(1.0 - cos, 0.0), np.nan)
     return float(kd) if np.ndim(kd) == 0 else kd
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from comparisons.engine.metrics import first_crossing
 from comparisons.engine.rundir import Run
 
 CONTROL_MEMBER = "real:control=shuffled_control"
@@ -239,10 +240,9 @@ def _log_axes(ax: Any, y: np.ndarray) -> None:
 
 
 def _first_cross(curves: pd.DataFrame, k: int, nums: dict[str, Any]) -> float:
-    from comparisons.emergence.metrics import crossing_step
 
     x, v = _stack([curves], "real", f"skill_{k + 1}")
-    return crossing_step(x, v[0], nums.get("level", 0.5)) if v.size else math.nan
+    return first_crossing(x, v[0], nums.get("level", 0.5), "linear") if v.size else math.nan
 
 
 def _last(curves: pd.DataFrame, member: str, metric: str) -> float:

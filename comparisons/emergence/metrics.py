@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from scipy import optimize, stats
 
+from comparisons.engine.metrics import first_crossing
+
 
 def skill_projection(out: Any, g: Any) -> float:
     """Skill strength R_hat_k: the centred projection of the outputs on skill k's function (docs/theory.md 4.8).
@@ -46,28 +48,6 @@ def skill_projection(out: Any, g: Any) -> float:
     return float(gc @ (o - o.mean()) / (norm * math.sqrt(gv.size)))
 
 
-def crossing_step(steps: Any, values: Any, level: float) -> float:
-    """First step at which a curve reaches ``level``, linearly interpolated between eval steps.
-
-    Args:
-        steps: Eval steps, shape (T,), increasing.
-        values: The curve (e.g. R_k/S), shape (T,).
-        level: The level (0.5 for the emergence step of docs/theory.md 4.4).
-
-    Returns:
-        The crossing step (float), ``steps[0]`` if the curve starts at or above the level, NaN if it never gets there.
-    """
-    s, v = _f64(steps), _f64(values)
-    above = np.nonzero(v >= level)[0]
-    if above.size == 0:
-        return math.nan
-    i = int(above[0])
-    if i == 0:
-        return float(s[0])
-    frac = (level - v[i - 1]) / (v[i] - v[i - 1])
-    return float(s[i - 1] + frac * (s[i] - s[i - 1]))
-
-
 def sharpness(steps: Any, values: Any, lo: float = 0.1, hi: float = 0.9, level: float = 0.5) -> float:
     """Sharpness ratio of a rise: its width (steps from ``lo`` to ``hi``) over its half-time (step at ``level``).
 
@@ -80,7 +60,7 @@ def sharpness(steps: Any, values: Any, lo: float = 0.1, hi: float = 0.9, level: 
     Returns:
         (t_hi - t_lo) / t_level, NaN if the curve does not reach ``hi``.
     """
-    t_lo, t_hi, t_half = (crossing_step(steps, values, x) for x in (lo, hi, level))
+    t_lo, t_hi, t_half = (first_crossing(steps, values, x, "linear") for x in (lo, hi, level))
     if not (math.isfinite(t_hi) and t_half > 0):
         return math.nan
     return (t_hi - t_lo) / t_half

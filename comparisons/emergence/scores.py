@@ -80,9 +80,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from comparisons.emergence.metrics import crossing_step, power_law_exponent, rmse, sharpness, slope_fit
+from comparisons.emergence.metrics import power_law_exponent, rmse, sharpness, slope_fit
 from comparisons.engine import stats
 from comparisons.engine.config import phenomenon_knobs
+from comparisons.engine.metrics import first_crossing
 from comparisons.engine.phenomenon import Outcome, Prediction
 
 if TYPE_CHECKING:
@@ -143,7 +144,7 @@ def permutations(n_held: int, n_all: int, draws: int, seed: int) -> tuple[np.nda
 
 def emergence_steps(steps: np.ndarray, r: np.ndarray, level: float) -> np.ndarray:
     """Crossing step of ``level`` for each column of r (T, n_s) -> (n_s,), NaN where it never crosses."""
-    return np.array([crossing_step(steps, r[:, k], level) for k in range(r.shape[1])])
+    return np.array([first_crossing(steps, r[:, k], level, "linear") for k in range(r.shape[1])])
 
 
 def ordered_slope(p: np.ndarray, t: np.ndarray, kn: dict[str, Any]) -> dict[str, float]:

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from comparisons.emergence.metrics import crossing_step, fit_scale
+from comparisons.emergence.metrics import fit_scale
+from comparisons.engine.metrics import first_crossing
 from comparisons.engine.phenomenon import Prediction
 from comparisons.engine.rundir import CURVE_COLUMNS as COLUMNS
 from linear_models import skills
@@ -41,7 +42,9 @@ def calibrate(prediction: Prediction, observed: pd.DataFrame, p: list[float] | N
         lr_eff = nums["time_factor"] * nums["lr"]
         bare1 = float(skills.emergence_time(nums["p"][:1], nums["S"], nums["R0"], frac=nums["level"])[0]) / lr_eff
         tau = fit_scale(
-            lambda c: theory_time_values(steps, nums, c)[:, 0], r1, crossing_step(steps, r1, nums["level"]) / bare1
+            lambda c: theory_time_values(steps, nums, c)[:, 0],
+            r1,
+            first_crossing(steps, r1, nums["level"], "linear") / bare1,
         )
         grid = np.asarray(sorted(set(prediction.curves["step"]) | set(steps)), dtype=np.float64)
         curves = theory_time(grid, nums, tau)

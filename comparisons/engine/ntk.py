@@ -16,11 +16,11 @@ fixed, so the kernel is that of the deterministic map the probe batch sees.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
+
+from linear_models.ntk import kernel_distance as lm_kernel_distance
 
 __all__ = ["empirical_ntk", "jacobian", "kernel_distance", "summed_logit_ntk"]
 
@@ -114,24 +114,14 @@ def summed_logit_ntk(model: nn.Module, x: torch.Tensor, chunk_size: int = 32) ->
 
 
 def kernel_distance(k0: torch.Tensor, k1: torch.Tensor) -> float:
-    """Kernel distance of Fort et al. 2020 (arXiv:2010.15110; docs/theory.md 2.6), computed in float64.
+    """Kernel distance of Fort et al. 2020 (docs/theory.md 2.6) of two empirical kernels, as a Python float.
 
-    KD = 1 - <K0, K1>_F / (||K0||_F ||K1||_F). Scale-free; in [0, 1] for PSD kernels (general range [0, 2]).
-
-    Args:
-        k0: Kernel at step 0, any shape (typically (cN, cN)).
-        k1: Kernel at a later step, same shape.
-
-    Returns:
-        KD as a Python float; NaN when either kernel is zero.
+    The one implementation is :func:`linear_models.ntk.kernel_distance` (float64, normalised first, NaN for a zero
+    kernel); this adapter takes torch kernels of any shape (flattened to one row).
     """
-    a, b = k0.double().flatten(), k1.double().flatten()
-    # normalise first: <a, b> of two large kernels would lose the 1e-12 digits KD lives on after 1 - ...
-    na, nb = torch.linalg.vector_norm(a), torch.linalg.vector_norm(b)
-    if na == 0 or nb == 0:
-        return math.nan
-    cos = torch.dot(a / na, b / nb)
-    return float(torch.clamp(1.0 - cos, min=0.0))
+    a = k0.detach().double().cpu().reshape(1, -1).numpy()
+    b = k1.detach().double().cpu().reshape(1, -1).numpy()
+    return float(lm_kernel_distance(a, b))
 
 
 def _jac_chunk(model: nn.Module, x: torch.Tensor, summed: bool = False) -> torch.Tensor:

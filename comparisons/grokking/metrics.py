@@ -5,8 +5,8 @@ Everything here is a pure function of arrays or of a model's weights (no I/O, no
 
 - Timing: t_fit, t_gen and the delay from accuracy curves, with right-censoring (a run that never generalises
   within its budget has no t_gen and no delay, only a lower bound on the delay).
-- Weights: the weight matrices of a net in forward order, their norms, the relative weight change (docs/theory.md 2.7)
-  and the effective rank of the first layer (Roy & Vetterli 2007).
+- Weights: the weight matrices of a net in forward order and their norms (the relative weight change and the
+  effective rank are :mod:`comparisons.engine.metrics`'s).
 - The weight-to-target ratio Sigma_0/S of a deep net (docs/theory.md 2.3, 6.2), see :func:`sigma_weights`.
 - Scores: the confusion table of predicted vs observed "delayed generalisation", and a least-squares slope with
   group-wise intercepts (observed delay against 1/(lr wd) or ln(init scale), docs/theory.md 6.3).
@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+
+from comparisons.engine.metrics import first_crossing
 
 
 @dataclass(frozen=True)
@@ -44,22 +46,6 @@ class Timing:
     delay_lower_bound: float | None
 
 
-def first_crossing(steps: np.ndarray, values: np.ndarray, threshold: float) -> float | None:
-    """First step at which ``values`` reaches ``threshold`` (>=), or None when it never does.
-
-    Args:
-        steps: Eval steps, shape (T,), increasing.
-        values: The metric at those steps, shape (T,); NaN never crosses.
-        threshold: The level.
-
-    Returns:
-        The step (float), or None.
-    """
-    steps, values = np.asarray(steps, dtype=np.float64), np.asarray(values, dtype=np.float64)
-    hit = np.nonzero(values >= threshold)[0]
-    return float(steps[hit[0]]) if hit.size else None
-
-
 def grok_timing(
     steps: np.ndarray, train_acc: np.ndarray, test_acc: np.ndarray, fit: float = 0.99, gen: float = 0.95
 ) -> Timing:
@@ -76,8 +62,7 @@ def grok_timing(
         The :class:`Timing`. A run that generalises before it fits gets a negative delay (no delay at all).
     """
     steps = np.asarray(steps, dtype=np.float64)
-    t_fit = first_crossing(steps, train_acc, fit)
-    t_gen = first_crossing(steps, test_acc, gen)
+    t_fit, t_gen = (_or_none(first_crossing(steps, acc, level)) for acc, level in ((train_acc, fit), (test_acc, gen)))
     budget = float(steps[-1]) if steps.size else 0.0
     if t_fit is None:
         return Timing(None, t_gen, budget, True, None, None)
@@ -281,43 +266,6 @@ def weight_norms(layers: Sequence[tuple[str, torch.Tensor, int]]) -> tuple[float
     return math.sqrt(sum(v * v for v in per)), per
 
 
-@torch.no_grad()
-def relative_change(now: Sequence[torch.Tensor], init: Sequence[torch.Tensor]) -> tuple[float, list[float]]:
-    """RWC of all tensors together and per tensor (docs/theory.md 2.7): ||W(t) - W(0)|| / ||W(0)||.
-
-    Args:
-        now: Current tensors.
-        init: The same tensors at step 0.
-
-    Returns:
-        (total RWC, [per-tensor RWC]); a zero init tensor gives inf unless it has not moved (0).
-    """
-    num = [float((a.detach().double() - b.double()).pow(2).sum()) for a, b in zip(now, init, strict=True)]
-    den = [float(b.double().pow(2).sum()) for b in init]
-    per = [_safe_ratio(math.sqrt(n), math.sqrt(d)) for n, d in zip(num, den, strict=True)]
-    return _safe_ratio(math.sqrt(sum(num)), math.sqrt(sum(den))), per
-
-
-@torch.no_grad()
-def effective_rank(w: torch.Tensor) -> float:
-    """Entropy effective rank exp(H(p)), p_k = s_k / sum s (Roy & Vetterli 2007), of a matrix (rows x cols).
-
-    1 for a rank-one matrix, min(rows, cols) for equal singular values; 0 for the zero matrix.
-
-    Args:
-        w: A matrix, (r, c) (an Embedding's weight is used as stored).
-
-    Returns:
-        The effective rank, float64.
-    """
-    s = torch.linalg.svdvals(w.detach().double().flatten(1))
-    total = float(s.sum())
-    if total == 0.0:
-        return 0.0
-    p = (s / total).clamp_min(1e-300)
-    return float(torch.exp(-(p * p.log()).sum()))
-
-
 # ---------------------------------------------------------------------------------------------------- scores
 
 
@@ -372,7 +320,6 @@ def grouped_fit(x: Sequence[float], y: Sequence[float], groups: Sequence[str]) -
     return {"n": int(x.size), "groups": used, "slope": slope, "r2": r2}
 
 
-def _safe_ratio(num: float, den: float) -> float:
-    if den == 0.0:
-        return 0.0 if num == 0.0 else float("inf")
-    return num / den
+def _or_none(v: float) -> float | None:
+    """The crossing step, or None when the level was never reached (a censored time)."""
+    return None if math.isnan(v) else v

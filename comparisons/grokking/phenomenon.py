@@ -38,14 +38,13 @@ import torch
 from comparisons.engine.config import RunCfg
 from comparisons.engine.loop import train_members
 from comparisons.engine.members import Context, Member, eval_steps, streams
+from comparisons.engine.metrics import effective_rank, relative_change
 from comparisons.engine.ntk import empirical_ntk as full_ntk
 from comparisons.engine.ntk import kernel_distance, summed_logit_ntk
 from comparisons.engine.phenomenon import Phenomenon, Prediction
 from comparisons.grokking.figures import figures
 from comparisons.grokking.metrics import (
-    effective_rank,
     initial_output,
-    relative_change,
     sigma_ntk,
     sigma_weights,
     target_strength,
@@ -75,9 +74,9 @@ def observe(member: Member, step: int) -> dict[str, float]:
     layers = weight_layers(model)
     total, per = weight_norms(layers)
     out = {"wnorm": total, **{f"wnorm_{i + 1}": v for i, v in enumerate(per)}}
-    out["rwc"], _ = relative_change(list(model.parameters()), st["theta0"])
-    _, per_rwc = relative_change([w for _, w, _ in layers], st["w0"])
-    out.update({f"rwc_{i + 1}": v for i, v in enumerate(per_rwc)})
+    out["rwc"] = relative_change(list(model.parameters()), st["theta0"])
+    per_layer = zip(layers, st["w0"], strict=True)
+    out.update({f"rwc_{i + 1}": relative_change(w, w0) for i, ((_, w, _), w0) in enumerate(per_layer)})
     sigma = sigma_weights(model) if st["definition"] == "weights" else None
     if st["definition"] == "ntk" and step in st["ntk_steps"]:
         with torch.enable_grad():

@@ -168,35 +168,6 @@ def control_scores(
     return out
 
 
-def relative_change(w: np.ndarray, w0: np.ndarray) -> float:
-    """RWC = ||W - W0||_F / ||W0||_F (docs/theory.md 2.7), float64; NaN if W0 = 0."""
-    a, b = np.asarray(w, dtype=np.float64), np.asarray(w0, dtype=np.float64)
-    n0 = np.linalg.norm(b)
-    return float(np.linalg.norm(a - b) / n0) if n0 > 0 else math.nan
-
-
-def effective_rank(m: np.ndarray) -> float:
-    """Entropy effective rank exp(H(p)), p = sigma / sum(sigma) (Roy & Vetterli 2007) of a matrix.
-
-    Conv kernels (out, in, k, k) are reshaped to (out, in k k). 1 for a rank-one change, min(shape) for a flat
-    spectrum; rich learning of a low-rank target gives a low-rank weight change (docs/theory.md 5.5).
-
-    Args:
-        m: Matrix (or tensor with >= 2 dims), float.
-
-    Returns:
-        exp(entropy), float64; NaN for a zero matrix.
-    """
-    a = np.asarray(m, dtype=np.float64)
-    a = a.reshape(a.shape[0], -1)
-    s = np.linalg.svd(a, compute_uv=False)
-    total = s.sum()
-    if total <= 0:
-        return math.nan
-    p = s[s > 0] / total
-    return float(np.exp(-(p * np.log(p)).sum()))
-
-
 def curve_shape(t: np.ndarray, loss: np.ndarray) -> dict[str, float]:
     """Shape of a loss curve: sharpness ratio and exponential-vs-sigmoidal fit (docs/theory.md 5.5).
 

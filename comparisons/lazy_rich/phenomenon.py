@@ -38,6 +38,7 @@ import torch
 
 from comparisons.engine.config import RunCfg, phenomenon_knobs
 from comparisons.engine.members import Context, Member, eval_steps, time_factor
+from comparisons.engine.metrics import effective_rank, relative_change
 from comparisons.engine.ntk import empirical_ntk, kernel_distance, summed_logit_ntk
 from comparisons.engine.phenomenon import Outcome, Phenomenon, Prediction
 from comparisons.engine.rundir import Run
@@ -76,10 +77,10 @@ def observe(member: Member, step: int) -> dict[str, float]:
     out["rwc"] = math.sqrt(num / den) if den > 0 else math.nan
     weights = [n for n in names if theta0[n].dim() >= 2]
     for i, n in enumerate(weights, start=1):
-        out[f"rwc_l{i}"] = lrm.relative_change(params[n].detach().cpu().numpy(), theta0[n].numpy())
+        out[f"rwc_l{i}"] = relative_change(params[n].detach().cpu().numpy(), theta0[n].numpy())
     if weights and step > 0:
         for tag, n in (("first", weights[0]), ("last", weights[-1])):
-            out[f"erank_dw_{tag}"] = lrm.effective_rank((params[n].detach().cpu() - theta0[n]).numpy())
+            out[f"erank_dw_{tag}"] = effective_rank((params[n].detach().cpu() - theta0[n]).numpy())
     ntk_steps = st.get("ntk_steps")
     if ntk_steps is None or step in ntk_steps:
         x = member.task.x_train[: int(opts.get("probe_n", knobs({})["probe_n"]))]

@@ -21,11 +21,9 @@ real nets are lazy.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from linear_models import two_layer
+from linear_models import deep_linear, two_layer
 
 
 def whitened_task(x: np.ndarray, y: np.ndarray, tol: float = 1e-10) -> tuple[np.ndarray, np.ndarray]:
@@ -40,10 +38,7 @@ def whitened_task(x: np.ndarray, y: np.ndarray, tol: float = 1e-10) -> tuple[np.
         (X_w (N, r) with X_w^T X_w / N = I_r, Y (N, c)), float64.
     """
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-    x = x - x.mean(axis=0)
-    u, s, _ = np.linalg.svd(x, full_matrices=False)
-    r = int((s > s[0] * tol).sum()) if s.size and s[0] > 0 else 0
-    return math.sqrt(len(x)) * u[:, :r], np.asarray(y, dtype=np.float64)
+    return deep_linear.whiten(x, tol=tol), np.asarray(y, dtype=np.float64)
 
 
 def product_map(f: np.ndarray, xw: np.ndarray) -> np.ndarray:

@@ -15,10 +15,10 @@ import numpy as np
 from scipy import optimize
 
 from comparisons.engine.config import OptimCfg
+from comparisons.engine.metrics import first_crossing
 
 __all__ = [
     "effective_time",
-    "first_crossing",
     "fit_time_map",
     "half_rise_times",
     "member_optim",
@@ -61,27 +61,6 @@ def member_optim(optim: OptimCfg, overrides: dict[str, Any]) -> OptimCfg:
     return dataclasses.replace(optim, **over) if over else optim
 
 
-def first_crossing(t: np.ndarray, r: np.ndarray, level: float) -> float:
-    """First t at which r reaches ``level``, linear in log t between samples; nan if it never does.
-
-    Args:
-        t: Increasing times (T,), t[0] may be 0.
-        r: Values (T,); nan counts as below.
-        level: The level.
-
-    Returns:
-        The crossing time (float).
-    """
-    above = np.nonzero(np.nan_to_num(np.asarray(r, dtype=np.float64), nan=-np.inf) >= level)[0]
-    if len(above) == 0:
-        return math.nan
-    j = int(above[0])
-    if j == 0 or t[j - 1] <= 0:
-        return float(t[j])
-    frac = (level - r[j - 1]) / (r[j] - r[j - 1])
-    return float(np.exp(np.log(t[j - 1]) + frac * (np.log(t[j]) - np.log(t[j - 1]))))
-
-
 def half_rise_times(t: np.ndarray, strength: np.ndarray, min_rise: float = 0.2) -> np.ndarray:
     """Observed half-rise time of each mode: when (m - m(0)) / (max m - m(0)) first reaches 1/2.
 
@@ -98,7 +77,7 @@ def half_rise_times(t: np.ndarray, strength: np.ndarray, min_rise: float = 0.2) 
     out = np.full(m.shape[1], math.nan)
     for a in range(m.shape[1]):
         if peak[a] >= (1.0 + min_rise) * base[a] and peak[a] > base[a]:
-            out[a] = first_crossing(t, (m[:, a] - base[a]) / (peak[a] - base[a]), 0.5)
+            out[a] = first_crossing(t, (m[:, a] - base[a]) / (peak[a] - base[a]), 0.5, "log")
     return out
 
 

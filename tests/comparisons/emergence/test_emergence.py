@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from comparisons.emergence.metrics import crossing_step, fit_scale, sharpness, skill_projection, slope_fit
+from comparisons.emergence.metrics import fit_scale, sharpness, skill_projection, slope_fit
 from comparisons.emergence.phenomenon import observe
 from comparisons.emergence.scores import ceiling, knobs, score
 from comparisons.emergence.theory import calibrate, theory_time, theory_time_values
@@ -122,13 +122,6 @@ def test_a_linear_map_has_no_parity_skill() -> None:
 
 # ---------------------------------------------------------------------------------------------------------------
 # pure metrics
-
-
-def test_crossing_step_interpolates_and_reports_never() -> None:
-    steps = np.array([0, 100, 200, 300.0])
-    assert crossing_step(steps, np.array([0.0, 0.2, 0.6, 1.0]), 0.5) == pytest.approx(175.0)
-    assert crossing_step(steps, np.array([0.7, 0.8, 0.9, 1.0]), 0.5) == 0.0
-    assert math.isnan(crossing_step(steps, np.array([0.0, 0.1, 0.2, 0.3]), 0.5))
 
 
 def test_sharpness_of_a_logistic_is_2ln9_over_lnc() -> None:

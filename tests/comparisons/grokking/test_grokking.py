@@ -18,13 +18,10 @@ from comparisons.engine.phenomenon import Outcome, Prediction
 from comparisons.engine.rundir import Run
 from comparisons.grokking.metrics import (
     confusion,
-    effective_rank,
-    first_crossing,
     grok_timing,
     grouped_fit,
     initial_output,
     observed_delayed,
-    relative_change,
     sigma_ntk,
     sigma_weights,
     target_strength,
@@ -43,13 +40,6 @@ def sigmoid_curve(center: float, width: float = 20.0, top: float = 1.0) -> np.nd
 
 
 # ---------------------------------------------------------------------------------------------------- timing
-
-
-def test_first_crossing_is_the_first_eval_step_at_or_above_the_threshold() -> None:
-    v = np.array([0.1, 0.5, 0.99, 0.98, 1.0])
-    assert first_crossing(np.array([0, 1, 2, 3, 4]), v, 0.99) == 2.0
-    assert first_crossing(np.array([0, 1, 2, 3, 4]), v, 1.01) is None
-    assert first_crossing(np.array([0, 1, 2]), np.array([np.nan, 0.2, 0.3]), 0.25) == 2.0
 
 
 def test_timing_of_constructed_grokking_curves() -> None:
@@ -146,14 +136,6 @@ def test_target_strength_follows_the_four_knobs() -> None:
     assert target_strength(x, 30 * y) == pytest.approx(30 * s, rel=1e-12)  # larger target
     tokens = torch.zeros(10, 3, dtype=torch.long)
     assert target_strength(tokens, y[:10], vocab=49) == pytest.approx(math.sqrt(1 / 5) * 7, rel=1e-12)
-
-
-def test_weight_statistics_and_effective_rank() -> None:
-    assert effective_rank(torch.outer(torch.arange(1.0, 4), torch.ones(5))) == pytest.approx(1.0)
-    assert effective_rank(torch.eye(4)) == pytest.approx(4.0)
-    w0 = [torch.ones(2, 2), torch.ones(3)]
-    total, per = relative_change([2 * w0[0], w0[1]], w0)
-    assert per == pytest.approx([1.0, 0.0]) and total == pytest.approx(2.0 / math.sqrt(7.0))
 
 
 # ---------------------------------------------------------------------------------------------------- scores

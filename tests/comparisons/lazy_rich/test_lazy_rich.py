@@ -177,13 +177,6 @@ def test_curve_shape_tells_exponential_from_sigmoidal() -> None:
     assert math.isnan(lrm.curve_shape(t, np.ones_like(t))["sharpness"])  # never learned
 
 
-def test_effective_rank_and_relative_change() -> None:
-    assert lrm.effective_rank(np.outer([1.0, 2.0, 3.0], [1.0, -1.0])) == pytest.approx(1.0)
-    assert lrm.effective_rank(np.eye(4)) == pytest.approx(4.0)
-    assert lrm.effective_rank(np.ones((2, 3, 3, 3))) == pytest.approx(1.0)  # conv kernels are flattened
-    assert lrm.relative_change(np.array([3.0, 4.0]), np.array([0.0, 5.0])) == pytest.approx(math.sqrt(10) / 5)
-
-
 # ---------------------------------------------------------------------------- observe and score (pair mode)
 
 

@@ -217,14 +217,14 @@ def test_half_rise_times_of_sigmoids() -> None:
 
 @pytest.mark.parametrize("depth", [2, 3])
 def test_half_rise_time_matches_the_mode_ode(depth: int) -> None:
-    from comparisons.neural_collapse.curves import first_crossing
+    from comparisons.engine.metrics import first_crossing
     from comparisons.neural_collapse.theory import half_rise_time
     from linear_models.deep_linear import mode_strength
 
     s, u0 = 0.8, 1e-3
     t = np.concatenate([[0.0], np.geomspace(1e-2, 2e3, 4000)])
     q = mode_strength(t, s, u0, depth=depth)[:, 0] ** ((depth - 1) / depth)
-    expected = first_crossing(t, (q - q[0]) / (s ** ((depth - 1) / depth) - q[0]), 0.5)
+    expected = first_crossing(t, (q - q[0]) / (s ** ((depth - 1) / depth) - q[0]), 0.5, "log")
     assert half_rise_time(s, u0, depth) == pytest.approx(expected, rel=1e-3)
     assert half_rise_time(0.4, u0, depth) > half_rise_time(s, u0, depth)  # smaller modes rise later
     assert np.isnan(half_rise_time(0.5, 0.6, depth))  # u0 > s: no rise
