@@ -11,7 +11,7 @@ Usage::
 
 Bad input (config, data, checkpoint, output folder) prints ``lintwin: <one line>`` and exits 2; ``debug=true``
 shows the traceback instead. Hydra's own compose errors (``task=cifar11``) are caught before Hydra starts, so they
-get the same one-line form (STYLE.md "Configs").
+get the same one-line form (docs/design.md "Configs").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Seeded weight-initialisation helpers shared by the models.
 
-Every draw takes an explicit ``torch.Generator`` (STYLE.md "Randomness"). Gaussian draws are a
+Every draw takes an explicit ``torch.Generator`` (docs/design.md "Randomness"). Gaussian draws are a
 standard normal times the std, so the same seed gives the same underlying z for any scale, and a
 rescaled init differs from the unscaled one by that factor alone (up to float rounding).
 """

@@ -1,7 +1,7 @@
 """Model registry: ``register_model`` / ``create_model`` / ``list_models``.
 
 A tiny version of timm's registry (huggingface/pytorch-image-models: timm/models/_registry.py and
-_factory.py), as in STYLE.md "Registry". Entry points are keyed on their function name, take the
+_factory.py), as in docs/design.md "Registry". Entry points are keyed on their function name, take the
 keyword-only arguments ``input_shape``, ``out_dim`` and ``generator`` plus their own knobs, and
 ``create_model`` drops ``None`` kwargs so that a YAML ``null`` keeps the entry point's default.
 
@@ -95,7 +95,7 @@ def create_model(
     """Build a registered model.
 
     Every init draw uses ``generator``, so the same generator seed gives identical weights
-    (STYLE.md "Randomness"). When a generator is given, PyTorch's global RNG is restored after
+    (docs/design.md "Randomness"). When a generator is given, PyTorch's global RNG is restored after
     construction, so building a model never shifts any other random stream.
 
     Args:

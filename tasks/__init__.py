@@ -1,4 +1,4 @@
-"""lintwin tasks: datasets as tensors plus metadata (DESIGN.md "Data").
+"""lintwin tasks: datasets as tensors plus metadata (docs/design.md "Data").
 
     from tasks import Task, build, list_tasks, whiten, TaskError
     task = build(cfg_task, device=device, dtype=dtype, generator=g)   # cfg_task = {"name": ..., **keys}

@@ -1,6 +1,6 @@
 """The Task container, the one-line TaskError, and helpers shared by every task.
 
-A task is a set of tensors on one device plus a ``meta`` dict (DESIGN.md "Data"). Every task fills
+A task is a set of tensors on one device plus a ``meta`` dict (docs/design.md "Data"). Every task fills
 ``meta`` with ``input_shape``, ``out_dim``, ``num_classes`` (None for regression), ``target_scale``,
 ``n_train`` and ``n_test``; regression targets use the suite's loss 1/(2N) sum ||f - y||^2 (docs/theory.md 2.2).
 """
@@ -88,7 +88,7 @@ def spawn(generator: torch.Generator, n: int) -> list[torch.Generator]:
     """Derive ``n`` independent child streams from ``generator`` (one draw of n seeds).
 
     Each part of a task (split, subset, probes, ...) gets its own child, so changing the size of one
-    part (say ``n_train``) leaves the others identical (STYLE.md "Randomness").
+    part (say ``n_train``) leaves the others identical (docs/design.md "Randomness").
 
     Args:
         generator: Parent stream; advanced by one draw.

@@ -1,7 +1,7 @@
 """Image classification tasks: mnist, fashion_mnist, cifar10, loaded with ``torchvision.datasets``.
 
 Data root: the ``data_root`` key, else the environment variable ``LINTWIN_DATA``, else ``./data``
-(DESIGN.md "Data"). Nothing is written into the root unless ``download=true``.
+(docs/design.md "Data"). Nothing is written into the root unless ``download=true``.
 
 Pipeline, in this order: pixels / 255 in [0, 1] -> class-balanced seeded subsets (``n_train``, ``n_test``)
 -> optional per-channel standardization with train-subset statistics (``normalize``) -> optional whitening

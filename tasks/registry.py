@@ -1,6 +1,6 @@
 """Task registry (timm-like, tiny) and :func:`build`, the one entry point from a ``task:`` config section.
 
-Same shape as huggingface/pytorch-image-models:timm/models/_registry.py (STYLE.md "Registry"): a module-level
+Same shape as huggingface/pytorch-image-models:timm/models/_registry.py (docs/design.md "Registry"): a module-level
 dict filled by ``@register_task`` keyed on the function name; ``build`` drops ``None`` values so unset keys
 keep their defaults, and lists close matches where timm only says "Unknown model".
 """

@@ -162,3 +162,19 @@ def test_link_checker_catches_a_broken_link(tmp_path):
         "![bad](docs/figures/a.png) [bad](missing.md) [bad](other.md#nope)\n\n```\n[not a link](nowhere.md)\n```\n"
     )
     assert broken_links(page) == ["docs/figures/a.png", "missing.md", "other.md#nope"]
+
+
+def test_every_design_citation_resolves() -> None:
+    """Code and docs cite docs/design.md by section title ("docs/design.md \"Failure model\""); each is a heading."""
+    headings = set(re.findall(r"^#{2,3}\s+(.+?)\s*$", (ROOT / "docs" / "design.md").read_text(), re.M))
+    cited: dict[str, str] = {}
+    for path in ROOT.rglob("*"):
+        if path.suffix not in (".py", ".yaml", ".md") or set(path.relative_to(ROOT).parts) & (SKIP_DIRS | {".venv"}):
+            continue
+        for m in re.finditer(r'docs/design\.md\s+"([^"]+)"', path.read_text(errors="replace")):
+            cited[m[1]] = str(path.relative_to(ROOT))
+    assert len(cited) >= 10
+    assert {c: f for c, f in cited.items() if c not in headings} == {}
+    assert not [
+        p for p in ROOT.rglob("*.py") if ".venv" not in p.parts and re.search(r"\b(DESIGN|STYLE)\.md", p.read_text())
+    ]

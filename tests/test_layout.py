@@ -1,4 +1,4 @@
-"""The package boundaries of DESIGN.md "Layout": imports run one way, with no circles, and every config composes.
+"""The package boundaries of docs/design.md "Layout": imports run one way, with no circles, and every config composes.
 
 Every module of the project is parsed, and every import counts: module-level, function-local and those under
 ``if TYPE_CHECKING:`` alike (a circle that only type hints close is still a circle a reader has to untangle).

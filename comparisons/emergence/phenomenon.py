@@ -7,7 +7,7 @@ skill 1 only. Variants (``phenomenon.variant``): ``time`` (online SGD), ``data``
 ``sweep.grid`` over ``task.n_train``) and ``params`` (hidden width N, ``sweep.grid`` over ``model.width``), each
 with its scaling law (docs/theory.md 4.5, 4.6).
 
-Voices (DESIGN.md):
+Voices (docs/design.md):
 
 - real / twin (per sweep point): ``skill_k`` = R_k/S, the centred projection of the output on skill k's parity on a
   fixed per-skill probe set, and ``skill_mse_k`` (docs/theory.md 4.8; :func:`observe`). The twin is linear in the

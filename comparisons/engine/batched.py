@@ -1,6 +1,6 @@
 """Batched models and optimizer of the vectorised trainer: K same-shape networks as stacked tensors.
 
-DESIGN.md "Scale"; used by :mod:`comparisons.engine.vectorized`. Every tensor carries the member axis K first.
+docs/design.md "Scale"; used by :mod:`comparisons.engine.vectorized`. Every tensor carries the member axis K first.
 
 - :class:`MLPStack`: ``deep_models.mlp.MLP`` members hand-batched (one GEMM for the first layer on a shared input,
   ``baddbmm`` for the others) with a hand-written backward.

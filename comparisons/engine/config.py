@@ -1,7 +1,7 @@
 """Validated run configuration: Hydra's DictConfig -> plain frozen-free dataclasses, checked once at start-up.
 
 Every problem becomes one :class:`ConfigError` whose message names the key and a fix; ``cli.py`` prints it as one
-line and exits 2 (DESIGN.md "Failure model"). Task, model and phenomenon sections stay dictionaries here: their
+line and exits 2 (docs/design.md "Failure model"). Task, model and phenomenon sections stay dictionaries here: their
 keys are checked by the builders that consume them (``tasks.build``, ``deep_models.create_model``, the phenomenon
 module), which the runner calls before any training starts.
 """
@@ -33,8 +33,8 @@ MAX_NAME = 100
 _NAME = re.compile(r"[A-Za-z0-9._+=,@-]+")
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # the Hydra tree
 
-# The phenomenon registry: every package comparisons/<name>/ with a phenomenon.py (DESIGN.md "The phenomenon
-# interface"), found on disk so that adding one is one package + one conf/phenomenon/<name>.yaml; "suite" runs them.
+# The phenomenon registry (docs/design.md "The phenomenon interface"): every package comparisons/<name>/ with a
+# phenomenon.py, found on disk so that adding one is one package + one conf/phenomenon/<name>.yaml; "suite" runs them.
 PHENOMENA = (*sorted(p.parent.name for p in Path(__file__).resolve().parents[1].glob("*/phenomenon.py")), "suite")
 # Jobs over other runs that are not in the registry (get_phenomenon refuses them): "homotopy" runs presets along the
 # twin-to-real homotopy (comparisons/homotopy.py).

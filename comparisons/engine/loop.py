@@ -1,12 +1,12 @@
 """The matched-pair trainer: K members (real and twin, per sweep point) on the same data order, with eval and resume.
 
 Every member gets the same optimizer settings, the same minibatch indices at every step (one ``data`` stream), and
-is evaluated on a shared step grid that includes step 0 (DESIGN.md "Data flow of one run"). Curves come out as the
+is evaluated on a shared step grid that includes step 0 (docs/design.md "Data flow of one run"). Curves come out as the
 long table of the run dir (member, step, time, metric, value). Continuous time is t = lr * step for the suite's loss
 (docs/theory.md 2.1, 2.2); with ``train.loss=mse_mean`` it is t = (2/c) * lr * step.
 
 Checkpoints hold the models, optimizers, schedulers, RNG states, the step, the curves so far and each member's
-``state``; a resumed run on CPU produces bit-identical curves (DESIGN.md "Failure model").
+``state``; a resumed run on CPU produces bit-identical curves (docs/design.md "Failure model").
 """
 
 from __future__ import annotations

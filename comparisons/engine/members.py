@@ -50,7 +50,7 @@ class Context:
 
 
 def streams(seed: int, names: tuple[str, ...] = ("init", "data", "task", "noise")) -> dict[str, torch.Generator]:
-    """Independent named generators spawned from one seed (STYLE.md "Randomness")."""
+    """Independent named generators spawned from one seed (docs/design.md "Randomness")."""
     kids = np.random.SeedSequence(seed).spawn(len(names))
     return {n: torch.Generator().manual_seed(int(k.generate_state(1)[0])) for n, k in zip(names, kids, strict=True)}
 
@@ -203,7 +203,7 @@ def _restore(
     path: Path | None = None,
 ):
     """Load a snapshot into ``members`` and the streams; one that does not fit this run is refused, never
-    silently restarted over (DESIGN.md "Failure model").
+    silently restarted over (docs/design.md "Failure model").
     """
     fix = "delete it to restart that run, or set resume=false"
     try:
@@ -333,7 +333,7 @@ def resolve_device(device: str) -> torch.device:
     """``auto`` -> CUDA when present, else CPU (resolved once, then passed down).
 
     On CUDA, TF32 is switched off for matmuls and cuDNN convolutions (cuDNN's default is on): the runs are compared
-    against float64 closed forms (STYLE.md "Device and dtype"), and TF32's 10-bit mantissa would blur them.
+    against float64 closed forms (docs/design.md "Device and dtype"), and TF32's 10-bit mantissa would blur them.
     """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,4 +1,4 @@
-"""The phenomenon interface (DESIGN.md "The phenomenon interface") and its registry.
+"""The phenomenon interface (docs/design.md "The phenomenon interface") and its registry.
 
 A phenomenon package (``comparisons/<name>/phenomenon.py``, e.g. grokking, lazy_rich, neural_collapse, emergence)
 defines four functions and

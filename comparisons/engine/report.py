@@ -1,6 +1,6 @@
 """The scoreboard, report.md / report.html and the scoreboard heatmap, rebuilt from run dirs alone.
 
-``lintwin report PATH`` never retrains (DESIGN.md "Data flow of one run"): it finds every run dir under PATH,
+``lintwin report PATH`` never retrains (docs/design.md "Data flow of one run"): it finds every run dir under PATH,
 aggregates runs that differ only in their seed (mean and 95% interval, :mod:`comparisons.engine.aggregate`),
 redraws each phenomenon's figures from its saved curves, and writes the report beside them.
 """

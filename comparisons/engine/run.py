@@ -1,6 +1,6 @@
 """``run(cfg)``: one run of one phenomenon, from a validated config to a complete run directory.
 
-Data flow (DESIGN.md "Data flow of one run"): build the task and the matched pair (real network + its layerwise
+Data flow (docs/design.md "Data flow of one run"): build the task and the matched pair (real network + its layerwise
 linear twin, same initial weights) for every sweep point, ask the theory for its prediction at init, train all
 members on one data order, score, write the run dir, draw the figures, and mark the run complete last.
 """
@@ -117,7 +117,7 @@ def score_with_divergence(
     A score belongs to the members its name mentions ("real", "twin", a sweep point's label); a score that names
     neither voice compares against the real net, so it goes with the real one. A score that names no point label
     belongs to every point. Non-finite scores are omitted too. When a criterion loses its score the verdict is
-    re-derived from the remaining criteria: disagree if one fails, else inconclusive (DESIGN.md "Failure model").
+    re-derived from the remaining criteria: disagree if one fails, else inconclusive (docs/design.md "Failure model").
 
     Returns:
         The outcome with those scores removed, and ``{score: reason}`` for every omitted score.

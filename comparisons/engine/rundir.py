@@ -1,4 +1,4 @@
-"""The run directory: the one contract between training and reporting (DESIGN.md "The run directory").
+"""The run directory: the one contract between training and reporting (docs/design.md "The run directory").
 
 Layout::
 
@@ -52,7 +52,7 @@ class Run:
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    """A short stable hash of a resolved config, minus output paths (the sweep key, DESIGN.md "Sweeps").
+    """A short stable hash of a resolved config, minus output paths (the sweep key, docs/design.md "Sweeps").
 
     The hashed view is :func:`hashed_config`: a file-based task's data root is part of it, so the same config
     on another data root (another ``LINTWIN_DATA``) is another run dir.

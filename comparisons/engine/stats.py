@@ -15,7 +15,7 @@ independent seeds of the observed side. Everything else is here, once, for every
   of the criterion. With fewer than 19 draws p can never reach 0.05: such a score can only be inconclusive.
 - **noise ceiling** and **normalised agreement**: 0 at the null's mean, 1 at the ceiling (the mean of the score
   between seed pairs of the observed side).
-- **the verdict rule** (:func:`verdict`, documented in docs/theory.md and DESIGN.md "Verdicts"):
+- **the verdict rule** (:func:`verdict`, documented in docs/theory.md and docs/design.md "Verdicts"):
   *agree* when every criterion's seed interval lies on its passing side, every criterion with a null beats it at
   p < 0.05 and at least one criterion has a null; *disagree* when some criterion's interval lies wholly on its
   failing side; *inconclusive* otherwise (a straddling interval, a p >= 0.05, no null at all, fewer than

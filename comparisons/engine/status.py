@@ -6,7 +6,7 @@ dir (``<paths.runs_root>/<name>/<config hash>/``) and, in a multirun, a copy in 
 
 - ``running``: started and not finished (``interrupted`` when the process is gone on this host);
 - ``done``: the run dir is COMPLETE (``action`` says whether it was trained, resumed or skipped);
-- ``failed``: the job raised; ``reason`` is the one-line message the CLI printed (DESIGN.md "Failure model").
+- ``failed``: the job raised; ``reason`` is the one-line message the CLI printed (docs/design.md "Failure model").
 
 Relaunching the same multirun skips done jobs (COMPLETE), resumes interrupted ones (checkpoint.pt without
 COMPLETE) and reruns failed ones; the key is the config hash (:func:`comparisons.engine.rundir.config_hash`, output

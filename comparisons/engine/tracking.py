@@ -1,4 +1,4 @@
-"""W&B mirror of a finished run dir (DESIGN.md "Scale"; STYLE.md "Logging, progress, W&B").
+"""W&B mirror of a finished run dir (docs/design.md "Scale"; docs/design.md "Logging, progress, W&B").
 
 W&B is imported lazily and only reads the run dir after training, so it can never change a result. Any W&B
 exception logs one warning and the run goes on: the run dir is the record. Offline is the default (compute nodes

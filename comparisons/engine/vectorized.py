@@ -1,6 +1,6 @@
 """Vectorised training: the K members of a sweep that share an architecture train as one batched model.
 
-DESIGN.md "Scale". Members whose networks have the same shapes (same architecture, any seed, init scale, per-layer
+docs/design.md "Scale". Members whose networks have the same shapes (same architecture, any seed, init scale, per-layer
 scales, output scale, target scale, learning rate or weight decay) are stacked along a leading member axis K and
 trained in lockstep (the batched models and optimizer live in :mod:`comparisons.engine.batched`):
 

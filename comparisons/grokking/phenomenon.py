@@ -4,7 +4,7 @@ Claim under test (the paper, arXiv:2502.21009, section 7; Kumar et al. 2023, arX
 puts early training in the lazy regime, the net memorises with its initial features, and generalises only once
 (decoupled) weight decay has shrunk Sigma to about S, after ln(Sigma_0/(c S)) / (2 lr wd) steps (docs/theory.md 6.3).
 
-Voices (DESIGN.md):
+Voices (docs/design.md):
 
 - real / twin, per sweep point: train/test accuracy (the trainer's), and from :func:`observe` the weight norms
   (``wnorm``, ``wnorm_<l>``), relative weight change (``rwc``, ``rwc_<l>``, docs/theory.md 2.7), Sigma(t) and Sigma(t)/S

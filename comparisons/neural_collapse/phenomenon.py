@@ -1,6 +1,6 @@
 """Neural collapse (docs/theory.md 7): NC1-NC4 of a real network and its linear twin vs the UFM and deep linear nets.
 
-Voices (DESIGN.md):
+Voices (docs/design.md):
 
 - real / twin: penultimate features of the trained pair (the twin on whitened input, docs/theory.md 2.5), measured at
   every eval step on fixed train and test subsets with :func:`comparisons.neural_collapse.metrics.nc_metrics`.

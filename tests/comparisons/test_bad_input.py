@@ -1,4 +1,4 @@
-"""Bad input: one line naming the problem and the fix, exit code 2, no traceback (DESIGN.md "Failure model").
+"""Bad input: one line naming the problem and the fix, exit code 2, no traceback (docs/design.md "Failure model").
 
 The table holds one row per mistake (config keys and groups, names, values, data files, output dirs, checkpoints,
 shapes); each row runs the real CLI entry point in-process and checks the exit code, that stderr is exactly one

@@ -1,4 +1,4 @@
-"""Launchers (DESIGN.md "Scale"): Hydra's own joblib and submitit plugins as presets in conf/hydra/launcher/, a
+"""Launchers (docs/design.md "Scale"): Hydra's own joblib and submitit plugins as presets in conf/hydra/launcher/, a
 2-job multirun through submitit_local, and the W&B sweep file that drives lintwin with Hydra-style overrides.
 """
 

@@ -1,4 +1,4 @@
-"""Resumable sweeps (DESIGN.md "Scale", "Failure model"): jobs keyed by config hash, a relaunch skips the complete
+"""Resumable sweeps (docs/design.md "Scale", "Failure model"): jobs keyed by config hash, a relaunch skips the complete
 jobs, resumes the interrupted ones and reruns the failed ones; one failure never stops the sweep; ``manifest.json``
 and ``lintwin status PATH`` list every job's state with its one-line reason.
 """

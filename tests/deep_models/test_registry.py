@@ -156,7 +156,7 @@ def test_model_kwargs_reports_required_and_defaults() -> None:
 
 @pytest.mark.parametrize("name", list_models())
 def test_vmap_over_stacked_members_matches_each_model(name: str) -> None:
-    """The vectorised trainer runs K members as one batched model (DESIGN.md "Scale")."""
+    """The vectorised trainer runs K members as one batched model (docs/design.md "Scale")."""
     from torch.func import functional_call, stack_module_state, vmap
 
     members = [build(name, seed=s).eval() for s in (0, 1)]

@@ -1,4 +1,4 @@
-"""Determinism: the same config and seed give byte-identical curves on CPU (STYLE.md "Randomness"); a different seed
+"""Determinism: the same config and seed give byte-identical curves on CPU (docs/design.md "Randomness"); a different seed
 gives different ones. On CUDA the curves agree to float tolerance only (docs/scale-out.md "Determinism").
 """
 

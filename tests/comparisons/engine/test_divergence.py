@@ -1,4 +1,4 @@
-"""Divergence (DESIGN.md "Failure model"): NaN or inf in a member's loss or weights stops that member alone; it is
+"""Divergence (docs/design.md "Failure model"): NaN or inf in a member's loss or weights stops that member alone; it is
 recorded as diverged at a step, in the curves and in summary.json; its scores are omitted with the reason; the twin
 and the other sweep members train on to the last step and the run completes.
 """

@@ -1,5 +1,5 @@
 """SIGTERM and SIGINT: the current step finishes, a checkpoint is written, one line, exit 143/130, and the rerun
-resumes to the very curves of an uninterrupted run (DESIGN.md "Failure model")."""
+resumes to the very curves of an uninterrupted run (docs/design.md "Failure model")."""
 
 from __future__ import annotations
 
