@@ -1,5 +1,5 @@
-"""Determinism: the same config and seed give byte-identical curves on CPU (docs/design.md "Randomness"); a different seed
-gives different ones. On CUDA the curves agree to float tolerance only (docs/scale-out.md "Determinism").
+"""Determinism: the same config and seed give byte-identical curves on CPU (docs/design.md "Randomness"); a
+different seed gives different ones. On CUDA the curves agree to float tolerance only (docs/scale-out.md "Determinism").
 """
 
 from __future__ import annotations

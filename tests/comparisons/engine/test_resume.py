@@ -1,5 +1,5 @@
-"""Checkpoint and resume (docs/design.md "Failure model"): a run killed at any point and rerun with the same command ends
-with curves bit-identical (on CPU) to those of an uninterrupted run, and COMPLETE comes only after every output.
+"""Checkpoint and resume (docs/design.md "Failure model"): a run killed at any point and rerun with the same command
+ends with curves bit-identical (on CPU) to those of an uninterrupted run, and COMPLETE comes only after every output.
 
 The kill -9 test kills a real ``lintwin`` subprocess right after its first checkpoint lands and reruns the command;
 the in-process tests stop a run at chosen points (before any checkpoint, after the k-th, halfway through writing
