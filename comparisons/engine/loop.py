@@ -1,4 +1,7 @@
-"""The matched-pair trainer: K members (real and twin, per sweep point) on the same data order, with eval and resume.
+"""The one training loop: K members (real and twin, per sweep point) on the same data order, with eval and resume.
+
+Member-by-member steps or the vectorised trainer's batched steps (:func:`comparisons.engine.vectorized.plug`) plug
+into the same loop: the eval grid, checkpoints, progress, signals and the final snapshot are written once, here.
 
 Every member gets the same optimizer settings, the same minibatch indices at every step (one ``data`` stream), and
 is evaluated on a shared step grid that includes step 0 (docs/design.md "Data flow of one run"). Curves come out as the
@@ -58,18 +61,29 @@ def train_members(
     """
     from comparisons.engine import vectorized
 
-    if vectorized.use_vectorized(members, ctx.cfg):  # sweep.vectorize: K same-shape members as one batched model
-        return vectorized.train_vectorized(members, ctx, observe, checkpoint)
     cfg = ctx.cfg
     steps = cfg.train.steps
-    grid = eval_steps(steps, cfg.train.eval_points, cfg.train.eval_grid)
+    grid = set(eval_steps(steps, cfg.train.eval_points, cfg.train.eval_grid))
     gen = ctx.streams["data"]
     start, rows, order = start_training(members, ctx, checkpoint)
+    if vectorized.use_vectorized(members, cfg):  # sweep.vectorize: K same-shape members as one batched model
+        evaluate, train_step, sync = vectorized.plug(members, ctx, observe, rows, order)
+    else:  # member by member
+
+        def evaluate(step: int) -> str:
+            return _eval_all(members, step, ctx, observe, rows)
+
+        def train_step(step: int) -> None:
+            _train_step(members, cfg, gen, order, step, rows)
+
+        def sync(step: int) -> None:
+            pass
+
     bar = _progress(cfg, steps, start)
     with interrupt.training():  # SIGTERM/SIGINT: finish this step, checkpoint, stop (comparisons.engine.interrupt)
         for step in range(start, steps + 1):
             if step in grid and not (rows and step == start):  # a resumed run has already evaluated its first step
-                latest = _eval_all(members, step, ctx, observe, rows)
+                latest = evaluate(step)
                 if bar is not None:
                     bar.set_postfix_str(latest, refresh=False)
             if step == steps:
@@ -77,14 +91,16 @@ def train_members(
             every = cfg.train.checkpoint_every
             signum = interrupt.requested()
             if checkpoint is not None and (signum is not None or (step > start and every and step % every == 0)):
+                sync(step)
                 save_checkpoint(checkpoint, _snapshot(step, rows, members, gen, order, ctx.streams))
             if signum is not None:
                 raise interrupt.Interrupted(signum, step)
-            _train_step(members, cfg, gen, order, step, rows)
+            train_step(step)
             if bar is not None:
                 bar.update(1)
         if bar is not None:
             bar.close()
+        sync(steps)
         if checkpoint is not None:
             save_checkpoint(checkpoint, _snapshot(steps, rows, members, gen, order, ctx.streams))
         if interrupt.requested() is not None:

@@ -34,25 +34,18 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from comparisons.engine import interrupt
 from comparisons.engine.batched import BatchedOptimizer, FuncStack, MLPStack, batched_loss, func_key, mlp_key
 from comparisons.engine.config import RunCfg
 from comparisons.engine.members import (
     Context,
     Member,
-    _progress,
-    _snapshot,
     draw_batches,
-    eval_steps,
-    start_training,
     time_factor,
 )
-from comparisons.engine.rundir import save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +54,7 @@ SCHEDULES = ("constant", "step", "cosine")
 
 
 def use_vectorized(members: list[Member], cfg: RunCfg) -> bool:
-    """Whether ``train_members`` should hand these members to :func:`train_vectorized` (``sweep.vectorize``)."""
+    """Whether ``train_members`` should train these members as batched groups (:func:`plug`; ``sweep.vectorize``)."""
     mode = str(cfg.sweep.vectorize).lower()
     if mode == "false" or not members:
         return False
@@ -93,29 +86,25 @@ def plan(members: list[Member], cfg: RunCfg) -> tuple[list[list[int]] | None, st
     return list(keys.values()), ""
 
 
-def train_vectorized(
+def plug(
     members: list[Member],
     ctx: Context,
-    observe: Callable[[Member, int], dict[str, float]] | None = None,
-    checkpoint: Path | None = None,
-) -> list[dict[str, Any]]:
-    """``train.train_members`` for batchable members: same arguments, same rows, same checkpoints.
+    observe: Callable[[Member, int], dict[str, float]] | None,
+    rows: list[dict[str, Any]],
+    order: dict[int, list],
+) -> tuple[Callable[[int], str], Callable[[int], None], Callable[[int], None]]:
+    """The vectorised steps that plug into the one training loop (:func:`comparisons.engine.loop.train_members`).
 
-    Args:
-        members: The members, models at init (see :func:`plan` for what batches).
-        ctx: Run context; ``ctx.streams["data"]`` drives batch order and online sampling, as in the loop.
-        observe: The phenomenon's metrics of one member at one eval step (weights are written back first).
-        checkpoint: Where to checkpoint; an existing file there is resumed from (when ``cfg.resume``).
+    Same-shape members are trained as batched groups (see :func:`plan`); the loop sees three callables:
 
     Returns:
-        Rows ``{"member", "step", "time", "metric", "value"}``, as ``train.train_members`` returns them.
+        ``evaluate(step)`` (rows of every member, weights written back first; returns the latest-metrics text),
+        ``train_step(step)`` (one optimizer step of every group on the shared batch) and ``sync(step)`` (members
+        brought up to date, divergence included, before a checkpoint and at the end).
     """
     cfg = ctx.cfg
-    steps = cfg.train.steps
-    grid = set(eval_steps(steps, cfg.train.eval_points, cfg.train.eval_grid))
     gen = ctx.streams["data"]
-    start, rows, order = start_training(members, ctx, checkpoint)
-    groups = [_Group([members[i] for i in idx], cfg, steps) for idx in plan(members, cfg)[0]]
+    groups = [_Group([members[i] for i in idx], cfg, cfg.train.steps) for idx in plan(members, cfg)[0]]
     where = {id(m): (g, k) for g in groups for k, m in enumerate(g.members)}
     log.info(
         "vectorised training: %d members in %d batched group(s) of sizes %s",
@@ -123,37 +112,19 @@ def train_vectorized(
         len(groups),
         [g.k for g in groups],
     )
-    bar = _progress(cfg, steps, start)
-    with interrupt.training():  # SIGTERM/SIGINT: finish this step, checkpoint, stop (comparisons.engine.interrupt)
-        for step in range(start, steps + 1):
-            if step in grid and not (rows and step == start):
-                latest = _eval_groups(members, where, step, cfg, observe, rows)
-                if bar is not None:
-                    bar.set_postfix_str(latest, refresh=False)
-            if step == steps:
-                break
-            every = cfg.train.checkpoint_every
-            signum = interrupt.requested()
-            if checkpoint is not None and (signum is not None or (step > start and every and step % every == 0)):
-                save_checkpoint(
-                    checkpoint,
-                    _snapshot(step, _sync(members, where, step, cfg, rows), members, gen, order, ctx.streams),
-                )
-            if signum is not None:
-                raise interrupt.Interrupted(signum, step)
-            batches = draw_batches(members, cfg, gen, order)
-            for g in groups:
-                g.train_step(batches, step, cfg.train.loss)
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
-        _sync(members, where, steps, cfg, rows)
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, _snapshot(steps, rows, members, gen, order, ctx.streams))
-        if interrupt.requested() is not None:
-            raise interrupt.Interrupted(interrupt.requested(), steps)
-    return rows
+
+    def evaluate(step: int) -> str:
+        return _eval_groups(members, where, step, cfg, observe, rows)
+
+    def train_step(step: int) -> None:
+        batches = draw_batches(members, cfg, gen, order)
+        for g in groups:
+            g.train_step(batches, step, cfg.train.loss)
+
+    def sync(step: int) -> None:
+        _sync(members, where, step, cfg, rows)
+
+    return evaluate, train_step, sync
 
 
 class _Group:

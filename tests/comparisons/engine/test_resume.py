@@ -168,7 +168,6 @@ def test_checkpoint_holds_models_optimizers_rng_step_and_curves(tmp_path: Path, 
 def _crash_at(m: pytest.MonkeyPatch, point: str) -> None:
     """Make the next run stop with :class:`Killed` at ``point`` (patching the checkpoint writer or COMPLETE)."""
     import comparisons.engine.loop
-    import comparisons.engine.vectorized
 
     if point == "before COMPLETE":
 
@@ -201,8 +200,7 @@ def _crash_at(m: pytest.MonkeyPatch, point: str) -> None:
         if len(calls) == n:
             raise Killed
 
-    m.setattr(comparisons.engine.loop, "save_checkpoint", save)
-    m.setattr(comparisons.engine.vectorized, "save_checkpoint", save)
+    m.setattr(comparisons.engine.loop, "save_checkpoint", save)  # the one loop writes every checkpoint
 
 
 def _scored(run_dir: Path) -> dict:
