@@ -101,6 +101,10 @@ def entry() -> None:
         from comparisons.engine.report import report_main
 
         sys.exit(report_main(argv[1:]))
+    if argv[:1] == ["wandb"]:
+        from comparisons.engine.tracking import wandb_main
+
+        sys.exit(wandb_main(argv[1:]))
     if argv[:1] == ["status"]:
         from comparisons.engine.status import status_main
 

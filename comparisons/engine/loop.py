@@ -83,7 +83,10 @@ def train_members(
     with interrupt.training():  # SIGTERM/SIGINT: finish this step, checkpoint, stop (comparisons.engine.interrupt)
         for step in range(start, steps + 1):
             if step in grid and not (rows and step == start):  # a resumed run has already evaluated its first step
+                n_before = len(rows)
                 latest = evaluate(step)
+                if ctx.on_eval is not None:
+                    ctx.on_eval(step, rows[n_before:])
                 if bar is not None:
                     bar.set_postfix_str(latest, refresh=False)
             if step == steps:

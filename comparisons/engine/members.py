@@ -47,6 +47,7 @@ class Context:
     dtype: torch.dtype
     run_dir: Path
     streams: dict[str, torch.Generator] = field(default_factory=dict)
+    on_eval: Any = None  # called with (step, the rows measured at that step): the live W&B tracker
 
 
 def streams(seed: int, names: tuple[str, ...] = ("init", "data", "task", "noise")) -> dict[str, torch.Generator]:

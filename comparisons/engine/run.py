@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from comparisons.engine import identity, lock, rundir
+from comparisons.engine import identity, lock, rundir, tracking
 from comparisons.engine.aggregate import judgement
 from comparisons.engine.config import ConfigError, RunCfg, to_container
 from comparisons.engine.loop import train_members
@@ -89,6 +89,8 @@ def _run_locked(cfg: RunCfg, run_dir: Path) -> dict[str, Any]:
     phen = get_phenomenon(cfg.phenomenon["name"])
     members = [] if phen.train is not None else build_members(cfg, ctx)
     _prepare_dir(run_dir, cfg, current, fresh)
+    tracker = tracking.Tracker(cfg, run_dir)  # W&B, live (a no-op with logger=none)
+    ctx.on_eval = tracker.log_eval
     t0 = time.time()
     if phen.train is not None:
         observed, prediction = phen.train(cfg, ctx)
@@ -106,7 +108,7 @@ def _run_locked(cfg: RunCfg, run_dir: Path) -> dict[str, Any]:
     if stale is not None and not fresh and cfg.resume:
         summary["resumed_from_commit"] = stale
     summary.update(judgement([summary]))
-    return finish_run(run_dir, cfg, curves, summary)
+    return finish_run(run_dir, cfg, curves, summary, tracker)
 
 
 def score_with_divergence(
@@ -152,14 +154,15 @@ def score_with_divergence(
     return outcome, omitted
 
 
-def finish_run(run_dir: Path, cfg: RunCfg, curves: pd.DataFrame, summary: dict[str, Any]) -> dict[str, Any]:
-    """Write curves, summary and figures, mirror to the tracker, then mark the run COMPLETE (last)."""
-    from comparisons.engine import tracking
-
+def finish_run(
+    run_dir: Path, cfg: RunCfg, curves: pd.DataFrame, summary: dict[str, Any], tracker: tracking.Tracker
+) -> dict[str, Any]:
+    """Write curves, summary and figures, finish the W&B run, then mark the run COMPLETE (last)."""
     rundir.write_curves(run_dir / "curves.csv", curves)
     rundir.write_json(run_dir / "summary.json", summary)
-    figures = get_phenomenon(cfg.phenomenon["name"]).figures(rundir.load_run(run_dir), run_dir / "figures")
-    tracking.log_run(cfg, run_dir, figures)
+    run = rundir.load_run(run_dir)
+    figures = get_phenomenon(cfg.phenomenon["name"]).figures(run, run_dir / "figures")
+    tracker.finish(run, figures)
     rundir.mark_complete(run_dir)
     log.info("run complete: %s", run_dir)
     return summary
@@ -202,7 +205,8 @@ def _run_seeds(cfg: RunCfg) -> dict[str, Any]:
         run(child)
         child_dirs.append(Path(child.paths.run_dir))
     summary = aggregate_runs(child_dirs, parent)
-    get_phenomenon(cfg.phenomenon["name"]).figures(rundir.load_run(parent), parent / "figures")  # seed bands
+    figures = get_phenomenon(cfg.phenomenon["name"]).figures(rundir.load_run(parent), parent / "figures")  # seed bands
+    tracking.log_run(cfg, parent, figures, job_type="aggregate")  # the seed aggregate: one W&B run of the group
     return summary
 
 

@@ -124,7 +124,7 @@ def test_wandb_failure_warns_and_run_completes(tmp_path, fake_phenomenon, monkey
     run(cfg)
     assert rundir.is_complete(resolve_run_dir(cfg))
     assert calls == ["online", "offline"]  # online failed, retried offline, then gave up with a warning
-    assert sum("W&B logging" in r.message for r in caplog.records) == 2
+    assert sum("W&B init" in r.message for r in caplog.records) == 2
 
 
 def test_unreachable_server_times_out_fast_then_offline_with_one_warning(
@@ -184,3 +184,59 @@ def test_seeds_are_aggregated_and_report_renders(tmp_path, fake_phenomenon) -> N
     assert "| grokking |" in md and "n=3" in md and (parent / "report.html").exists()
     assert (parent / "figures" / "evidence.png").exists()
     assert "data:image/png;base64," in (parent / "report.html").read_text()
+
+
+def test_wandb_is_live_bounded_and_labelled(tmp_path, fake_phenomenon, monkeypatch) -> None:
+    """init before training with the config, job type and tags; metrics at every eval step as they are measured;
+    then the evidence, figures at the last step and the run dir as an artifact."""
+    import wandb
+
+    from comparisons.engine.members import eval_steps
+    from comparisons.engine.run import run
+
+    events: list[tuple] = []
+
+    class FakeRun:
+        dir = str(tmp_path / "wandb" / "run" / "files")
+        summary: dict = {}
+
+        def define_metric(self, name, **k):
+            events.append(("define", name, k.get("step_metric")))
+
+        def log(self, d, **k):
+            events.append(("log", dict(d)))
+
+        def log_artifact(self, art):
+            events.append(("artifact", art.type))
+
+        def finish(self):
+            events.append(("finish",))
+
+    def fake_init(**k):
+        events.append(("init", k["job_type"], tuple(k["tags"]), k["name"], k["config"]["seed"]))
+        return FakeRun()
+
+    monkeypatch.setattr(wandb, "init", fake_init)
+    cfg = _cfg(tmp_path, "logger=wandb", "logger.mode=offline")
+    run(cfg)
+    assert events[0][0] == "init" and events[0][1] == cfg.phenomenon["name"] and cfg.phenomenon["name"] in events[0][2]
+    assert ("define", "*", "step") in events
+    steps = [e[1]["step"] for e in events if e[0] == "log" and "real/train_loss" in e[1]]
+    assert steps == eval_steps(cfg.train.steps, cfg.train.eval_points, cfg.train.eval_grid)  # every eval step, live
+    final = [e[1] for e in events if e[0] == "log" and "evidence" in e[1]]
+    assert len(final) == 1 and final[0]["step"] == cfg.train.steps  # media at the last real step, not past it
+    assert ("artifact", "lintwin-run") in events and events[-1] == ("finish",)
+
+
+def test_a_run_finished_without_wandb_can_be_logged_later(tmp_path, fake_phenomenon) -> None:
+    from comparisons.engine.run import run
+    from comparisons.engine.rundir import resolve_run_dir
+    from comparisons.engine.tracking import wandb_main
+
+    cfg = _cfg(tmp_path)  # logger=none
+    run(cfg)
+    d = resolve_run_dir(cfg)
+    assert not (d / "wandb").exists()
+    assert wandb_main([str(tmp_path / "runs")]) == 0
+    assert list((d / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert wandb_main([str(tmp_path / "nowhere")]) == 2
