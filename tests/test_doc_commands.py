@@ -41,7 +41,9 @@ def lintwin_commands() -> list[tuple[str, str]]:
     for page in PAGES:
         for block in blocks(page, "bash"):
             for cmd in commands(block):
-                if re.match(r"(\.venv/bin/)?lintwin\s", cmd) and not re.match(r"\S*lintwin\s+(report|status)\b", cmd):
+                if re.match(r"(\.venv/bin/)?lintwin\s", cmd) and not re.match(
+                    r"\S*lintwin\s+(report|status|wandb)\b", cmd
+                ):
                     out.append((page.name, cmd))
     return out
 
