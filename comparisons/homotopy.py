@@ -144,10 +144,14 @@ def _f(v: Any) -> float:
 
 def main_criterion(evidences: list[dict[str, Any]]) -> tuple[str | None, bool]:
     """(name, normalised): the first criterion with a finite normalised agreement at some strength, else the first
-    criterion with a finite value at some strength (raw), else (None, False). Order: the evidence's own order."""
+    criterion with a finite value at some strength (raw), else (None, False). Order: the evidence's own order, except
+    that criteria of the twin alone (named "twin", not "real") come last: the strength moves only the real member, so
+    a twin-only score is flat along the homotopy by construction."""
     names: list[str] = []
     for ev in evidences:
         names += [k for k, e in ev.items() if e.get("criterion") and k not in names]
+    twin_only = [k for k in names if "twin" in k and "real" not in k]
+    names = [k for k in names if k not in twin_only] + twin_only
     for k in names:
         if any(math.isfinite(_f(ev.get(k, {}).get("normalised"))) for ev in evidences):
             return k, True

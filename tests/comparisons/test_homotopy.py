@@ -285,3 +285,16 @@ def test_run_homotopy_end_to_end_and_reuses_its_children(tmp_path) -> None:
     again = run_homotopy(cfg)
     assert (home / "smoke" / "s=0.5" / "seed_0" / "curves.csv").stat().st_mtime_ns == before  # reused, not retrained
     assert again["half_way"] == json.loads(json.dumps(out["half_way"]))
+
+
+def test_the_main_criterion_moves_with_the_real_member() -> None:
+    """A twin-only criterion is flat along the homotopy by construction: a real-member criterion is preferred."""
+    from comparisons.homotopy import main_criterion
+
+    ev = {
+        "mse_mode_spearman_twin": {"criterion": [">=", 0.5], "normalised": 0.9, "value": 0.5},
+        "mse_nc1_neg_logrmse_real": {"criterion": [">=", 0.5, "normalised"], "normalised": 0.4, "value": -0.9},
+    }
+    assert main_criterion([ev]) == ("mse_nc1_neg_logrmse_real", True)
+    only_twin = {"mse_mode_spearman_twin": ev["mse_mode_spearman_twin"]}
+    assert main_criterion([only_twin]) == ("mse_mode_spearman_twin", True)
