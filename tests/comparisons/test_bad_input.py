@@ -149,7 +149,7 @@ def test_wandb_failure_warns_and_the_run_completes(lintwin, tmp_path: Path, monk
     res = lintwin(*BASE, "logger=wandb", "logger.mode=online")
     assert res.returncode == 0, res.stderr
     out = res.stdout + res.stderr
-    assert "W&B logging (online) failed" in out and "retrying offline" in out and "Traceback" not in out
+    assert "W&B init (online) failed" in out and "retrying offline" in out and "Traceback" not in out
     assert (_run_dir(tmp_path) / "COMPLETE").exists()  # the hash leaves the logger out: same run dir
 
 
