@@ -63,7 +63,7 @@ def test_the_default_job_twice_from_a_clean_checkout(tmp_path: Path) -> None:
     checkout = clean_checkout(tmp_path / "lintwin")
     no_data = tmp_path / "empty"
     no_data.mkdir()
-    suite = ["phenomenon.experiments=[smoke,nc_suite]", "train.progress=off"]
+    suite = ["phenomenon.experiments=[smoke,nc_suite]", "seeds=null", "train.progress=off"]  # one seed: fast
     first = lintwin_in(checkout, *suite, data=no_data)
     assert first.returncode == 0, first.stderr[-2000:]
     assert "nc_suite skipped: MNIST is not in the data root" in first.stdout
