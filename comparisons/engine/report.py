@@ -7,15 +7,13 @@ redraws each phenomenon's figures from its saved curves, and writes the report b
 
 from __future__ import annotations
 
-import base64
-import html
 import logging
 import math
 import sys
 from pathlib import Path
 from typing import Any
 
-from comparisons.engine import rundir
+from comparisons.engine import report_html, rundir
 from comparisons.engine.aggregate import aggregate_summaries, ceilings_of, group_by_config
 
 log = logging.getLogger(__name__)
@@ -33,6 +31,11 @@ COLUMNS = [
     "neg. control",
     "seeds",
 ]
+RULE = (
+    "Verdict rule (comparisons/engine/stats.py, docs/theory.md 9): *agree* when every criterion's 95% seed interval "
+    "lies on its passing side and every criterion with a null beats it at p < 0.05; *disagree* when an interval lies "
+    "wholly on the failing side; *inconclusive* otherwise."
+)
 MISSING_EVIDENCE = "no evidence recorded (run dir predates nulls and ceilings); rerun with seeds=[0,1,2] for a verdict"
 
 
@@ -121,12 +124,7 @@ def write_report(
     rows = scoreboard_rows(summaries)
     heat = forest_plot(summaries, out_dir / "figures")
     md = [f"# {title}", ""] + (preamble or []) + ["", markdown_table(rows), ""]
-    md += [
-        "Verdict rule (comparisons/engine/stats.py, docs/theory.md 9): *agree* when every criterion's 95% seed "
-        "interval lies on its passing side and every criterion with a null beats it at p < 0.05; *disagree* when an "
-        "interval lies wholly on the failing side; *inconclusive* otherwise.",
-        "",
-    ]
+    md += [RULE, ""]
     if heat is not None:
         md += [f"![evidence]({heat.relative_to(out_dir)})", ""]
     for s in summaries:
@@ -162,7 +160,10 @@ def write_report(
                 md += [f"![{fig.stem}]({_rel(fig, out_dir)})", ""]
     text = "\n".join(md) + "\n"
     rundir.write_text(out_dir / "report.md", text)
-    rundir.write_text(out_dir / "report.html", _html(text, out_dir))
+    page = report_html.render(
+        summaries, figures, out_dir, rows, COLUMNS, title, preamble or [], RULE, heat, MISSING_EVIDENCE
+    )
+    rundir.write_text(out_dir / "report.html", page)
     return out_dir / "report.md"
 
 
@@ -354,47 +355,3 @@ def _rel(p: Path, base: Path) -> str:
         return str(p.resolve().relative_to(base.resolve()))
     except ValueError:
         return str(p)
-
-
-def _html(md: str, base: Path) -> str:
-    """A dependency-free HTML rendering of the report with PNG figures inlined as data URIs."""
-    out, in_table = (
-        [
-            "<html><head><meta charset='utf-8'><title>lintwin report</title><style>body{font-family:sans-serif;"
-            "max-width:1100px;margin:auto}table{border-collapse:collapse}td,th{border:1px solid #bbb;"
-            "padding:2px 6px;font-size:13px}img{max-width:100%}</style></head><body>"
-        ],
-        False,
-    )
-    for line in md.splitlines():
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if set("".join(cells)) <= set("-"):
-                continue
-            if not in_table:
-                out.append("<table>")
-                in_table = True
-                out.append("<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cells) + "</tr>")
-            else:
-                out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-            continue
-        if in_table:
-            out.append("</table>")
-            in_table = False
-        if line.startswith("!["):
-            src = line[line.index("(") + 1 : line.rindex(")")]
-            p = (base / src).resolve()  # symlinks followed: a link out of the report's folder is outside too
-            if p.suffix == ".png" and p.is_file() and p.is_relative_to(base.resolve()):  # inline nothing else
-                data = base64.b64encode(p.read_bytes()).decode()
-                out.append(f"<p><img src='data:image/png;base64,{data}' alt='{html.escape(p.stem)}'></p>")
-        elif line.startswith("## "):
-            out.append(f"<h2>{html.escape(line[3:])}</h2>")
-        elif line.startswith("# "):
-            out.append(f"<h1>{html.escape(line[2:])}</h1>")
-        elif line.startswith("- "):
-            out.append(f"<li>{html.escape(line[2:])}</li>")
-        elif line.strip():
-            out.append(f"<p>{html.escape(line).replace('**', '')}</p>")
-    if in_table:
-        out.append("</table>")
-    return "\n".join(out + ["</body></html>"])
