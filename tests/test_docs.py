@@ -178,3 +178,22 @@ def test_every_design_citation_resolves() -> None:
     assert not [
         p for p in ROOT.rglob("*.py") if ".venv" not in p.parts and re.search(r"\b(DESIGN|STYLE)\.md", p.read_text())
     ]
+
+
+def test_no_internal_issue_numbers() -> None:
+    """Code, configs and docs speak for themselves: no "issue 4", "issue #12" or "the issue's" references."""
+    pattern = re.compile(r"\bissues? ?#?\d+\b|the issue's", re.I)
+    hits = []
+    for path in ROOT.rglob("*"):
+        rel = path.relative_to(ROOT)
+        if path.suffix not in (".py", ".yaml", ".md") or set(rel.parts) & (SKIP_DIRS | {".venv", ".git"}):
+            continue
+        if rel.as_posix() == "tests/test_docs.py":
+            continue
+        hits += [
+            f"{rel}:{i + 1}"
+            for i, line in enumerate(path.read_text(errors="replace").splitlines())
+            if pattern.search(line)
+        ]
+    assert hits == []
+    assert pattern.search("see issue 4") and pattern.search("Issue #12")  # the check can fail

@@ -49,7 +49,7 @@ class Timing:
 def grok_timing(
     steps: np.ndarray, train_acc: np.ndarray, test_acc: np.ndarray, fit: float = 0.99, gen: float = 0.95
 ) -> Timing:
-    """t_fit, t_gen and the delay t_gen - t_fit of one run, with censoring (issue 4, "Observed").
+    """t_fit, t_gen and the delay t_gen - t_fit of one run, with censoring (docs/theory.md 6.2).
 
     Args:
         steps: Eval steps, shape (T,), increasing; the last one is the budget.

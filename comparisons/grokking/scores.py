@@ -1,4 +1,4 @@
-"""Scores, criteria, nulls, ceiling and negative controls of grokking (docs/theory.md 6; issue 4 "Scores").
+"""Scores, criteria, nulls, ceiling and negative controls of grokking (docs/theory.md 6).
 
 Per member, from the saved curves: t_fit, t_gen, the delay t_gen - t_fit, censoring (:func:`grok_timing`).
 
