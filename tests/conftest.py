@@ -115,7 +115,7 @@ def toy_phenomenon(monkeypatch: pytest.MonkeyPatch):
     def score(curves, prediction, cfg):
         loss = curves[(curves.metric == "train_loss") & ~curves.member.str.startswith("theory")]
         scores = {f"final_loss[{m}]": float(g.sort_values("step").value.iloc[-1]) for m, g in loss.groupby("member")}
-        return Outcome(scores=scores, verdict="agree", criteria={k: ("<", 1e6) for k in scores})
+        return Outcome(scores=scores, criteria={k: ("<", 1e6) for k in scores})
 
     toy = Phenomenon("grokking", observe, predict, score, lambda run, out_dir: [])
     monkeypatch.setattr(comparisons.engine.run, "get_phenomenon", lambda name: toy)

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from comparisons.engine.config import PHENOMENA, ConfigError
-from comparisons.engine.stats import VERDICTS
 
 if TYPE_CHECKING:
     from comparisons.engine.config import RunCfg
@@ -47,12 +46,11 @@ class Outcome:
     phenomena. ``negative_controls`` maps a control's name to ``{"score": float, "rejected": bool, "note": str}``;
     "rejected" means the wrong prediction (or the broken data) was told apart from the real one. ``headline`` holds
     the scoreboard's short strings: ``predicted`` and ``observed`` (the key numbers, e.g. "t_grok=1200"), ``theory``
-    and ``twin`` (each voice's main score, e.g. "rmse=0.04"). ``verdict`` is the phenomenon's own single-seed call,
-    kept for its notes only; the engine's :func:`comparisons.engine.stats.verdict` decides.
+    and ``twin`` (each voice's main score, e.g. "rmse=0.04"). There is no verdict here: the engine's
+    :func:`comparisons.engine.stats.verdict` decides, for every phenomenon alike.
     """
 
     scores: dict[str, float]
-    verdict: str = "inconclusive"
     negative_controls: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     criteria: dict[str, tuple] = field(default_factory=dict)
@@ -60,10 +58,6 @@ class Outcome:
     nulls: dict[str, list[float]] = field(default_factory=dict)
     kinds: dict[str, str] = field(default_factory=dict)
     trials: dict[str, float] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.verdict not in VERDICTS:
-            raise ValueError(f"verdict {self.verdict!r} is not one of {VERDICTS}")
 
 
 @dataclass

@@ -133,7 +133,6 @@ def score_with_divergence(
         why = "; ".join(f"{m.name} diverged at step {m.diverged_at}" for m in diverged)
         return Outcome(
             scores={},
-            verdict="inconclusive",
             notes=[f"no scores: scoring failed after divergence ({type(e).__name__}); {why}"],
         ), {"*": why}
     labels = {m.name.partition(":")[2] for m in members} - {""}

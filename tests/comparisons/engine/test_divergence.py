@@ -99,7 +99,6 @@ def test_score_of_the_twin_survives_the_real_divergence_only_when_it_names_the_t
         def score(curves, prediction, cfg):
             return Outcome(
                 scores=dict.fromkeys(names, 1.0) | {"nan_score": math.nan},
-                verdict="agree",
                 criteria={"delay_r2": (">", 0.5), "twin/t_fit": (">", 5.0)},
             )
 

@@ -27,7 +27,6 @@ def _score(curves, prediction, cfg):
     first = curves[(curves.member == "real") & (curves.metric == "train_loss")].value.iloc[0]
     return Outcome(
         scores={"loss_ratio": float(final / first)},
-        verdict="agree" if final < first else "disagree",
         negative_controls={"shuffled": {"score": 1.0, "rejected": True, "note": ""}},
         criteria={"loss_ratio": ("<", 1.0)},
         headline={"observed": f"ratio={final / first:.2f}"},
