@@ -33,6 +33,7 @@ from comparisons.engine.members import (
     eval_steps,
     evaluate,
     loss_fn,
+    record_eval,
     start_training,
     time_factor,
 )
@@ -159,16 +160,6 @@ def _eval_all(members, step, ctx, observe, rows) -> str:
         finite = all(math.isfinite(v) for v in metrics.values()) and all(
             bool(torch.isfinite(p).all()) for p in m.model.parameters()
         )
-        if not finite:
-            m.diverged_at = step
-            log.warning("member %s diverged (NaN/inf) at step %d; it stops, the others go on", m.name, step)
-            metrics = {"diverged": float(step)}
-        elif observe is not None:
-            metrics.update(observe(m, step))
-        t = time_factor(cfg.train.loss, m.task.meta["out_dim"]) * m.optim.lr * step
-        rows.extend(
-            {"member": m.name, "step": step, "time": t, "metric": k, "value": float(v)} for k, v in metrics.items()
-        )
-        if m.role == "real" and not latest:
-            latest = " ".join(f"{k}={v:.3g}" for k, v in metrics.items() if k in ("train_loss", "test_acc"))
+        text = record_eval(m, step, metrics, finite, observe, cfg, rows)
+        latest = latest or text
     return latest

@@ -318,6 +318,32 @@ class LogProgress:
         """Nothing to release."""
 
 
+def record_eval(
+    m: Member,
+    step: int,
+    metrics: dict[str, float],
+    finite: bool,
+    observe: Any,
+    cfg: RunCfg,
+    rows: list[dict[str, Any]],
+) -> str:
+    """Record one member's eval at ``step`` (both trainers): a member whose metrics or weights are not finite stops
+    here with a ``diverged`` row; otherwise the phenomenon's ``observe`` adds its metrics. Returns the progress text
+    ("train_loss=... test_acc=...") of a real member, else "".
+    """
+    if not finite:
+        m.diverged_at = step
+        log.warning("member %s diverged (NaN/inf) at step %d; it stops, the others go on", m.name, step)
+        metrics = {"diverged": float(step)}
+    elif observe is not None:
+        metrics.update(observe(m, step))
+    t = time_factor(cfg.train.loss, m.task.meta["out_dim"]) * m.optim.lr * step
+    rows.extend({"member": m.name, "step": step, "time": t, "metric": k, "value": float(v)} for k, v in metrics.items())
+    if m.role != "real":
+        return ""
+    return " ".join(f"{k}={v:.3g}" for k, v in metrics.items() if k in ("train_loss", "test_acc"))
+
+
 def _progress(cfg: RunCfg, steps: int, start: int):
     """A tqdm bar on a terminal, :class:`LogProgress` elsewhere (``train.progress=auto``), or nothing (``off``)."""
     mode = cfg.train.progress

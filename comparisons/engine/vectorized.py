@@ -44,6 +44,7 @@ from comparisons.engine.members import (
     Context,
     Member,
     draw_batches,
+    record_eval,
     time_factor,
 )
 
@@ -229,18 +230,9 @@ def _eval_groups(
         g, k = where[id(m)]
         names, vals = results[id(g)]
         metrics = dict(zip(names, vals[k][: len(names)], strict=True))
-        if not (vals[k][-2] and all(math.isfinite(v) for v in metrics.values())):
-            m.diverged_at = step
-            log.warning("member %s diverged (NaN/inf) at step %d; it stops, the others go on", m.name, step)
-            metrics = {"diverged": float(step)}
-        elif observe is not None:
-            metrics.update(observe(m, step))
-        t = time_factor(cfg.train.loss, m.task.meta["out_dim"]) * m.optim.lr * step
-        rows.extend(
-            {"member": m.name, "step": step, "time": t, "metric": key, "value": float(v)} for key, v in metrics.items()
-        )
-        if m.role == "real" and not latest:
-            latest = " ".join(f"{key}={v:.3g}" for key, v in metrics.items() if key in ("train_loss", "test_acc"))
+        finite = bool(vals[k][-2]) and all(math.isfinite(v) for v in metrics.values())
+        text = record_eval(m, step, metrics, finite, observe, cfg, rows)  # always: it writes the rows
+        latest = latest or text
     return latest
 
 
