@@ -31,13 +31,12 @@ import numpy as np
 
 from comparisons.engine import rundir
 from comparisons.engine.config import STRENGTH_KEY, ConfigError, RunCfg, compose_experiment, to_container, validate
+from comparisons.engine.jobs import child_overrides, missing_dataset
 from comparisons.engine.report import write_report
 from comparisons.engine.run import run
 from comparisons.engine.rundir import git_commit, resolve_run_dir, versions
 
 log = logging.getLogger(__name__)
-
-IMAGE_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "cifar-10-batches-py"}
 
 
 def run_homotopy(cfg: RunCfg) -> dict[str, Any]:
@@ -56,9 +55,9 @@ def run_homotopy(cfg: RunCfg) -> dict[str, Any]:
         for s in strengths:
             run_dir = home / name / f"s={s:g}"
             extra = [*(overrides.get(name) or []), f"model.{STRENGTH_KEY}={s!r}"]
-            child = validate(compose_experiment(name, [*_inherited(cfg, run_dir), *extra]))
+            child = validate(compose_experiment(name, [*child_overrides(cfg, run_dir, "homotopy"), *extra]))
             child.name = f"{name}@s={s:g}"
-            missing = _missing_dataset(child)
+            missing = missing_dataset(child)
             if missing:
                 line = f"{name} skipped: {missing} is not in the data root {child.paths.data_root} (set LINTWIN_DATA)"
                 log.warning(line)
@@ -372,34 +371,3 @@ def homotopy_figure(curves: dict[str, dict[str, Any]], out_dir: Path) -> Path:
     fig.savefig(out_dir / "homotopy.pdf")
     plt.close(fig)
     return path
-
-
-def _inherited(cfg: RunCfg, run_dir: Path) -> list[str]:
-    """The job's own settings that every child takes over (as comparisons/suite.py)."""
-    out = [
-        f"seed={cfg.seed}",
-        f"device={cfg.device}",
-        f"resume={str(cfg.resume).lower()}",
-        f"paths.data_root={cfg.paths.data_root}",
-        f"paths.runs_root={cfg.paths.runs_root}",
-        f"paths.run_dir='{run_dir}'",  # quoted: the child dirs are named s=<s>
-        f"logger={cfg.logger.name}",
-        f"train.progress={cfg.train.progress}",
-    ]
-    if cfg.seeds:
-        out.append(f"seeds=[{','.join(str(s) for s in cfg.seeds)}]")
-    if cfg.logger.name == "wandb":
-        out += [
-            f"logger.mode={cfg.logger.mode}",
-            f"logger.project={cfg.logger.project}",
-            f"logger.group={cfg.logger.group or 'homotopy'}",
-        ]
-    return out
-
-
-def _missing_dataset(cfg: RunCfg) -> str | None:
-    folder = IMAGE_FOLDERS.get(cfg.task["name"])
-    if folder is None or cfg.task.get("download"):
-        return None
-    root = Path(cfg.task.get("data_root") or cfg.paths.data_root)
-    return None if (root / folder).exists() else folder

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 from comparisons.engine import rundir
 from comparisons.engine.config import RunCfg, compose_experiment, to_container, validate
+from comparisons.engine.jobs import child_overrides, missing_dataset
 from comparisons.engine.report import collect, write_report
 from comparisons.engine.run import run
 from comparisons.engine.rundir import git_commit, resolve_run_dir, versions
 
 log = logging.getLogger(__name__)
-
-IMAGE_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "cifar-10-batches-py"}
 
 
 def run_suite(cfg: RunCfg) -> dict[str, Any]:
@@ -37,9 +35,9 @@ def run_suite(cfg: RunCfg) -> dict[str, Any]:
     t0 = time.time()
     notes, children, reused = [], [], {}
     for name in cfg.phenomenon["experiments"]:
-        child = validate(compose_experiment(name, _inherited(cfg, suite_dir / name)))
+        child = validate(compose_experiment(name, child_overrides(cfg, suite_dir / name, "suite")))
         child.name = name
-        missing = _missing_dataset(child)
+        missing = missing_dataset(child)
         if missing:
             line = f"{name} skipped: {missing} is not in the data root {child.paths.data_root} (set LINTWIN_DATA)"
             log.warning(line)
@@ -84,33 +82,3 @@ def run_suite(cfg: RunCfg) -> dict[str, Any]:
     rundir.write_json(suite_dir / "summary.json", summary)
     rundir.mark_complete(suite_dir)
     return summary
-
-
-def _inherited(cfg: RunCfg, run_dir: Path) -> list[str]:
-    """The suite's own settings that every child takes over."""
-    out = [
-        f"seed={cfg.seed}",
-        f"device={cfg.device}",
-        f"resume={str(cfg.resume).lower()}",
-        f"paths.data_root={cfg.paths.data_root}",
-        f"paths.runs_root={cfg.paths.runs_root}",
-        f"paths.run_dir={run_dir}",
-        f"logger={cfg.logger.name}",
-    ]
-    if cfg.seeds:
-        out.append(f"seeds=[{','.join(str(s) for s in cfg.seeds)}]")
-    if cfg.logger.name == "wandb":
-        out += [
-            f"logger.mode={cfg.logger.mode}",
-            f"logger.project={cfg.logger.project}",
-            f"logger.group={cfg.logger.group or 'suite'}",
-        ]
-    return out
-
-
-def _missing_dataset(cfg: RunCfg) -> str | None:
-    folder = IMAGE_FOLDERS.get(cfg.task["name"])
-    if folder is None or cfg.task.get("download"):
-        return None
-    root = Path(cfg.task.get("data_root") or cfg.paths.data_root)
-    return None if (root / folder).exists() else folder
