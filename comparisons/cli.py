@@ -119,7 +119,21 @@ def entry() -> None:
         for a in argv
     ]
     argv = [a for a in argv if a]
+    dotted = [a for a in argv if re.fullmatch(r"\+?sweep\.grid\.[\w.]+=.*", a)]
+    if dotted:
+        key, _, value = dotted[0].lstrip("+").partition("=")
+        print(
+            f"lintwin: {dotted[0]}: a sweep grid's keys are dotted names, not nested keys; write "
+            f"'sweep.grid={{{key[len('sweep.grid.') :]}:{value}}}' (quoted for the shell)",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     argv = replace_grid_overrides(argv)
+    if multirun and any(a in ("--cfg", "-c") for a in argv):  # Hydra refuses -m with --cfg: show the first job's
+        argv = [a for a in argv if a not in ("-m", "--multirun")]
+        argv = [first_job(a) for a in argv]
+        multirun = False
+        print("lintwin: --cfg with -m shows the first job's config", file=sys.stderr)
     from comparisons.engine.status import CALLBACK_OVERRIDE
 
     # an override naming a callable would run it; lintwin's own callback is the one allowed
@@ -155,7 +169,10 @@ def entry() -> None:
                 raise
             print(f"lintwin: {_one_line(e)}", file=sys.stderr)
             sys.exit(2)
-        argv = [*argv, CALLBACK_OVERRIDE]  # manifest.json + the list of failures at the end of the sweep
+        # manifest.json + the list of failures at the end of the sweep; next to the other overrides, since argparse
+        # wants them in one run (`-m ... --cfg hydra` works)
+        last = max((i for i, a in enumerate(argv) if "=" in a and not a.startswith("-")), default=len(argv) - 1)
+        argv = [*argv[: last + 1], CALLBACK_OVERRIDE, *argv[last + 1 :]]
     sys.argv = [sys.argv[0], *argv]
     main()
     if multirun:
@@ -176,6 +193,14 @@ def with_default_job(argv: list[str]) -> list[str]:
         return argv
     at = overrides[0] if overrides else len(argv)  # beside the other overrides: argparse wants them in one run
     return [*argv[:at], DEFAULT_JOB, *argv[at:]]
+
+
+def first_job(arg: str) -> str:
+    """``key=a,b,c`` (a sweep) -> ``key=a``; lists, dicts and quoted values are left alone."""
+    key, sep, value = arg.partition("=")
+    if not sep or arg.startswith("-") or any(c in value for c in "[]{}'\"") or "," not in value:
+        return arg
+    return f"{key}={value.split(',')[0]}"
 
 
 def replace_grid_overrides(argv: list[str]) -> list[str]:

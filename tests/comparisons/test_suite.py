@@ -106,3 +106,15 @@ def test_the_default_jobs_verdicts_survive_another_seed_set(tmp_path: Path) -> N
         rows = [line.split() for line in scoreboard(res.stdout)[2:]]
         verdicts.append({r[0]: next(w for w in r if w in ("agree", "disagree", "inconclusive")) for r in rows})
     assert len(verdicts[0]) == 4 and verdicts[0] == verdicts[1]
+
+
+def test_multirun_with_cfg_and_dotted_grid_keys(run_cli) -> None:
+    """`-m ... --cfg job` prints the first job's config; a dotted sweep.grid key gets one line with the fix."""
+    res = run_cli("--cfg", "job", "-m", "experiment=smoke", "seed=3,1")
+    assert res.returncode == 0, res.stderr
+    assert "\nseed: 3\n" in res.stdout and "first job" in res.stderr
+    bad = run_cli("experiment=smoke", "sweep.grid.model.width=[8,16]")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "lintwin: sweep.grid.model.width=[8,16]: a sweep grid's keys are dotted names, not nested keys; write "
+        "'sweep.grid={model.width:[8,16]}' (quoted for the shell)"
+    ]
