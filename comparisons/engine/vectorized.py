@@ -30,9 +30,12 @@ an unknown optimizer or schedule) fall back to the loop with one log line saying
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import logging
 import math
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -105,6 +108,7 @@ def plug(
     """
     cfg = ctx.cfg
     gen = ctx.streams["data"]
+    _keep_freed_memory()
     groups = [_Group([members[i] for i in idx], cfg, cfg.train.steps) for idx in plan(members, cfg)[0]]
     where = {id(m): (g, k) for g in groups for k, m in enumerate(g.members)}
     log.info(
@@ -126,6 +130,30 @@ def plug(
         _sync(members, where, step, cfg, rows)
 
     return evaluate, train_step, sync
+
+
+_MALLOC_SET = False
+
+
+def _keep_freed_memory() -> None:
+    """Let glibc's malloc keep freed blocks of up to 32 MiB in the heap instead of returning them to the OS.
+
+    A batched step allocates and frees tensors of several MiB (gradients, activations, optimizer temporaries of
+    K stacked members). Above glibc's default mmap threshold each one is a fresh ``mmap`` whose pages are zeroed by
+    the kernel on first touch and unmapped on free: on the paper's MNIST preset (11 nets of 1.2M parameters) that was
+    ~14M page faults in 1200 steps, and the batched Adam step ran twice as slow as with the memory kept. Numbers are
+    unchanged (only where the memory comes from). Once per process, glibc only; a no-op elsewhere.
+    """
+    global _MALLOC_SET
+    if _MALLOC_SET or not sys.platform.startswith("linux"):
+        return
+    _MALLOC_SET = True
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: blocks below 32 MiB come from the heap
+        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD: keep up to 256 MiB of freed heap before trimming
+    except (OSError, AttributeError):
+        pass
 
 
 class _Group:
