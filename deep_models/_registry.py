@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import inspect
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -127,6 +128,10 @@ def create_model(
     missing = [k for k, d in known.items() if d is inspect.Parameter.empty and k not in kwargs]
     if missing:
         raise ValueError(f"model {name!r} needs kwarg(s) {', '.join(missing)} (set model.{missing[0]}=...)")
+    for k, v in kwargs.items():  # a knob whose default is a whole number takes whole numbers only
+        d = known.get(k)
+        if isinstance(d, int) and not isinstance(d, bool) and not _whole(v):
+            raise ValueError(f"{k}={v!r} must be a whole number (default {d})")
     shape = tuple(int(s) for s in input_shape)
     if not shape or any(s < 1 for s in shape):
         raise ValueError(f"input_shape={tuple(input_shape)} must be a non-empty tuple of positive ints")
@@ -145,3 +150,14 @@ def _lookup(name: str) -> Callable[..., nn.Module]:
     close = difflib.get_close_matches(str(name), _MODELS, n=3)
     hint = f"; did you mean: {', '.join(close)}" if close else ""
     raise ValueError(f"unknown model {name!r}{hint}; known: {', '.join(sorted(_MODELS))}")
+
+
+def _whole(v: Any) -> bool:
+    """A finite integer-valued number (bools excluded)."""
+    if isinstance(v, bool):
+        return False
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(f) and f == int(f)

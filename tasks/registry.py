@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -92,7 +93,34 @@ def build(
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TaskError(f"dtype={dtype} must be a torch float dtype (e.g. dtype: float32)")
     kwargs = {k: v for k, v in cfg.items() if v is not None}  # as timm's create_model: None keeps the default
-    return fn(device=torch.device(device), dtype=dtype, generator=generator, **kwargs)
+    params = inspect.signature(fn).parameters
+    for k, v in kwargs.items():  # a knob whose default is a whole number takes whole numbers only
+        d = params[k].default
+        if isinstance(d, int) and not isinstance(d, bool) and not _whole(v):
+            raise TaskError(f"task.{k}={v!r} must be an integer (default {d})")
+    try:
+        return fn(device=torch.device(device), dtype=dtype, generator=generator, **kwargs)
+    except MemoryError:
+        raise TaskError(
+            f"task {name} with {kwargs} needs more memory than this machine has; choose smaller sizes"
+        ) from None
+    except RuntimeError as e:
+        if "allocate" not in str(e):
+            raise
+        raise TaskError(
+            f"task {name} with {kwargs} needs more memory than this machine has; choose smaller sizes"
+        ) from None
+
+
+def _whole(v: Any) -> bool:
+    """A finite integer-valued number (bools excluded)."""
+    if isinstance(v, bool):
+        return False
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(f) and f == int(f)
 
 
 def _lookup(name: Any) -> Callable[..., Task]:

@@ -160,11 +160,20 @@ def finish_run(
     rundir.write_curves(run_dir / "curves.csv", curves)
     rundir.write_json(run_dir / "summary.json", summary)
     run = rundir.load_run(run_dir)
-    figures = get_phenomenon(cfg.phenomenon["name"]).figures(run, run_dir / "figures")
+    figures = draw_figures(cfg, run)
     tracker.finish(run, figures)
     rundir.mark_complete(run_dir)
     log.info("run complete: %s", run_dir)
     return summary
+
+
+def draw_figures(cfg: RunCfg, run: rundir.Run) -> list[Path]:
+    """The phenomenon's figures of a written run; a figure that fails warns and costs the run nothing."""
+    try:
+        return get_phenomenon(cfg.phenomenon["name"]).figures(run, run.path / "figures")
+    except Exception as e:  # noqa: BLE001 - the numbers are written; a broken plot must not lose them
+        log.warning("figures of %s failed (%s: %s); the run's numbers stand", run.path, type(e).__name__, e)
+        return []
 
 
 def _summary(cfg: RunCfg, outcome: Outcome, prediction: Prediction, members: list[Member], wall: float) -> dict:
@@ -204,7 +213,7 @@ def _run_seeds(cfg: RunCfg) -> dict[str, Any]:
         run(child)
         child_dirs.append(Path(child.paths.run_dir))
     summary = aggregate_runs(child_dirs, parent)
-    figures = get_phenomenon(cfg.phenomenon["name"]).figures(rundir.load_run(parent), parent / "figures")  # seed bands
+    figures = draw_figures(cfg, rundir.load_run(parent))  # seed bands
     tracking.log_run(cfg, parent, figures, job_type="aggregate")  # the seed aggregate: one W&B run of the group
     return summary
 

@@ -134,6 +134,12 @@ def _build_model(cfg: RunCfg, task: tasks.Task, ctx: Context) -> torch.nn.Module
         raise ConfigError(f"model: {msg}") from None
     except ValueError as e:
         raise ConfigError(f"model: {str(e).splitlines()[0]}") from None
+    except (MemoryError, RuntimeError) as e:  # e.g. model.width=1e12: the allocator refuses
+        if isinstance(e, RuntimeError) and "allocate" not in str(e):
+            raise
+        raise ConfigError(
+            f"model {name} with {spec} needs more memory than this machine has; choose smaller model.width/depth"
+        ) from None
     model = model.to(device=ctx.device, dtype=ctx.dtype)
     _check_shapes(model, task, name, cfg)
     return model
