@@ -18,17 +18,12 @@ reduced one, an upper bound: the 40 evaluations do not scale with the steps.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.timing import time_lintwin
+
 LAYERS = (784, 512, 512, 512, 10)
 NETS, BATCH, N_TRAIN, N_TEST, CAP, FULL_STEPS = 11, 128, 1000, 2000, 2000, 12000
 
@@ -46,26 +41,13 @@ def flops(steps: int, eval_steps: int) -> float:
 
 def run_once(steps: int, timeout: float = 1800.0) -> dict:
     """One reduced run in a fresh process: ``{"seconds", "returncode", "eval_steps", "tail"}``."""
-    tmp = Path(tempfile.mkdtemp(prefix="lintwin-paper-mnist-"))
-    cmd = [
-        sys.executable,
-        "-m",
-        "comparisons.cli",
-        "experiment=grokking_mnist_paper",
-        f"train.steps={steps}",
-        f"paths.runs_root={tmp}",
-        "train.progress=off",
-        "resume=false",
-    ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    t0 = time.perf_counter()
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, env=env, timeout=timeout)
-    seconds = time.perf_counter() - t0
-    curves = sorted(tmp.glob("**/curves.csv"))
-    eval_steps = pd.read_csv(curves[0]).step.nunique() if curves else 0
-    shutil.rmtree(tmp, ignore_errors=True)
-    tail = "\n".join((res.stdout + res.stderr).strip().splitlines()[-6:])
-    return {"seconds": seconds, "returncode": res.returncode, "eval_steps": eval_steps, "tail": tail}
+
+    def eval_steps(runs: Path) -> dict:
+        curves = sorted(runs.glob("**/curves.csv"))
+        return {"eval_steps": pd.read_csv(curves[0]).step.nunique() if curves else 0}
+
+    r = time_lintwin(["experiment=grokking_mnist_paper", f"train.steps={steps}"], timeout, eval_steps)
+    return {**{k: r[k] for k in ("seconds", "returncode", "eval_steps")}, "tail": "\n".join(r["lines"][-6:])}
 
 
 def run(peak: float | None, repeats: int = 3, steps: int = FULL_STEPS // 10) -> dict:

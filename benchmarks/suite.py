@@ -7,15 +7,7 @@ runs folder with ``resume=false`` (nothing cached). The time includes interprete
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.timing import time_lintwin
 
 
 def run(timeout: float = 900.0) -> dict:
@@ -25,28 +17,8 @@ def run(timeout: float = 900.0) -> dict:
         ``{"seconds", "returncode", "tail"}``: wall-clock seconds of the whole process, its exit code and the last
         lines of its output (the scoreboard).
     """
-    tmp = Path(tempfile.mkdtemp(prefix="lintwin-suite-"))
-    cmd = [
-        sys.executable,
-        "-m",
-        "comparisons.cli",
-        "experiment=suite",
-        f"paths.runs_root={tmp / 'runs'}",
-        f"paths.hydra_root={tmp / 'outputs'}",
-        "resume=false",
-        "train.progress=off",
-    ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.setdefault("LINTWIN_DATA", str(ROOT.parent / "shared" / "data"))
-    t0 = time.perf_counter()
-    try:
-        res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
-        code, out = res.returncode, (res.stdout + res.stderr).strip().splitlines()
-    except subprocess.TimeoutExpired:
-        code, out = -1, [f"timed out after {timeout:.0f} s"]
-    seconds = time.perf_counter() - t0
-    shutil.rmtree(tmp, ignore_errors=True)
-    return {"seconds": seconds, "returncode": code, "tail": "\n".join(out[-25:])}
+    r = time_lintwin(["experiment=suite"], timeout)
+    return {"seconds": r["seconds"], "returncode": r["returncode"], "tail": "\n".join(r["lines"][-25:])}
 
 
 def main() -> None:

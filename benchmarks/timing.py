@@ -9,12 +9,54 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def time_lintwin(
+    args: list[str], timeout: float, inspect: Callable[[Path], dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Time one ``lintwin ARGS`` in a fresh process writing into a temporary runs root (removed afterwards).
+
+    Returns:
+        ``{"seconds", "returncode", "lines"}`` (wall-clock seconds of the whole process, its exit code, -1 on a
+        timeout, and its output lines), plus what ``inspect(runs_root)`` returns before the folder is removed.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix="lintwin-bench-"))
+    cmd = [
+        sys.executable,
+        "-m",
+        "comparisons.cli",
+        *args,
+        f"paths.runs_root={tmp / 'runs'}",
+        f"paths.hydra_root={tmp / 'outputs'}",
+        "resume=false",
+        "train.progress=off",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.setdefault("LINTWIN_DATA", str(ROOT.parent / "shared" / "data"))
+    t0 = time.perf_counter()
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
+        code, lines = res.returncode, (res.stdout + res.stderr).strip().splitlines()
+    except subprocess.TimeoutExpired:
+        code, lines = -1, [f"timed out after {timeout:.0f} s"]
+    seconds = time.perf_counter() - t0
+    extra = inspect(tmp / "runs") if inspect is not None else {}
+    shutil.rmtree(tmp, ignore_errors=True)
+    return {"seconds": seconds, "returncode": code, "lines": lines, **extra}
 
 
 @dataclass
