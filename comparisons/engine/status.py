@@ -113,21 +113,25 @@ def record_failure(cfg: DictConfig | RunCfg, line: str, own_dir: bool = True) ->
 
         if rcfg.name is None:
             rcfg.name = _hydra().get("experiment") or rcfg.phenomenon["name"]  # as cli.main names the run
-        run_dir = resolve_run_dir(rcfg)
-        previous = _read(run_dir / STATUS) or {}
-        _write(
-            _record(
-                rcfg,
-                run_dir,
-                "failed",
-                reason=line,
-                action=previous.get("action", "train"),
-                attempts=previous.get("attempts", 1),
-            )
-        )
+        _record_ending(rcfg, resolve_run_dir(rcfg), "failed", line)
     except Exception as e:  # noqa: BLE001
         log.debug("could not record the failure in the run dir: %s", e)
         _write(_invalid_record(line))
+
+
+def _record_ending(cfg: RunCfg, run_dir: Path, state: str, line: str) -> None:
+    """Write ``state`` with its one-line reason, keeping the job's action and attempt count from its last record."""
+    previous = _read(run_dir / STATUS) or {}
+    _write(
+        _record(
+            cfg,
+            run_dir,
+            state,
+            reason=line,
+            action=previous.get("action", "train"),
+            attempts=previous.get("attempts", 1),
+        )
+    )
 
 
 def record_interrupted(cfg: RunCfg, line: str) -> None:
@@ -135,18 +139,7 @@ def record_interrupted(cfg: RunCfg, line: str) -> None:
     from comparisons.engine.rundir import resolve_run_dir
 
     try:
-        run_dir = resolve_run_dir(cfg)
-        previous = _read(run_dir / STATUS) or {}
-        _write(
-            _record(
-                cfg,
-                run_dir,
-                "interrupted",
-                reason=line,
-                action=previous.get("action", "train"),
-                attempts=previous.get("attempts", 1),
-            )
-        )
+        _record_ending(cfg, resolve_run_dir(cfg), "interrupted", line)
     except Exception as e:  # noqa: BLE001 - the checkpoint is written; the status file is a convenience
         log.debug("could not record the interruption: %s", e)
 
