@@ -6,11 +6,14 @@ Example::
     members("runs/smoke/<hash>")                       # ['real', 'twin']
     model, cfg, task = load("runs/smoke/<hash>", "real")   # trained nn.Module (eval mode), RunCfg, its data
     model(task.x_test[:8])
+    snapshots("runs/smoke/<hash>")                     # [0, 100, 200, ...] with train.snapshot_every=100
+    model, cfg, task = load("runs/smoke/<hash>", "real", step=100)  # the weights at step 100
 
 The members are rebuilt from the run's own config.yaml (same initial weights, from the run's seed) and their final
 weights are read from the run's last checkpoint (checkpoint.pt, written at the end of training), so nothing is
-retrained. A run dir without a checkpoint (a grid that trains its own members, like the Fig. 6 maps) is refused with
-one line.
+retrained. A run trained with ``train.snapshot_every=N`` also keeps every member's weights at every N-th step (and the
+last) in ``snapshots/``; ``load(..., step=s)`` reads those. A run dir without a checkpoint (a grid that trains its own
+members, like the Fig. 6 maps) is refused with one line.
 """
 
 from __future__ import annotations
@@ -42,20 +45,45 @@ def _checkpoint(run_dir: Path) -> dict[str, Any]:
     return rundir.load_checkpoint(path)
 
 
+def _weights(run_dir: Path, step: int | None) -> dict[str, Any]:
+    if step is None:
+        return _checkpoint(run_dir)
+    path = rundir.snapshot_path(run_dir, step)
+    if not path.exists():
+        kept = snapshots(run_dir)
+        have = f"snapshots at steps {kept[0]}..{kept[-1]} ({len(kept)})" if kept else "no snapshots"
+        raise rundir.RunDirError(
+            f"{run_dir} has no snapshot at step {step} ({have}); train with train.snapshot_every=N to keep them"
+        )
+    return rundir.load_checkpoint(path)
+
+
+def snapshots(run_dir: str | Path) -> list[int]:
+    """The steps at which the run kept every member's weights (``train.snapshot_every``), ascending."""
+    folder = Path(run_dir) / "snapshots"
+    steps = [int(p.stem.removeprefix("step_")) for p in folder.glob("step_*.pt")] if folder.is_dir() else []
+    return sorted(steps)
+
+
 def members(run_dir: str | Path) -> list[str]:
     """The names of the members whose final weights the run dir holds (e.g. ``real``, ``twin:lr=0.1``)."""
     return list(_checkpoint(Path(run_dir))["members"])
 
 
-def load(run_dir: str | Path, member: str = "real", device: str = "cpu") -> tuple[nn.Module, RunCfg, Any]:
+def load(
+    run_dir: str | Path, member: str = "real", device: str = "cpu", step: int | None = None
+) -> tuple[nn.Module, RunCfg, Any]:
     """The trained model of ``member`` (in eval mode), the run's config and the member's task (its data).
 
+    Args:
+        step: None for the final weights; a step from :func:`snapshots` for the weights kept at that step.
+
     Raises:
-        RunDirError: No such run dir, no checkpoint, or no such member (the line lists the members there are).
+        RunDirError: No such run dir, no checkpoint or snapshot, or no such member (the line lists the members).
     """
     run_dir = Path(run_dir)
     cfg = _cfg(run_dir)
-    ckpt = _checkpoint(run_dir)
+    ckpt = _weights(run_dir, step)
     if member not in ckpt["members"]:
         raise rundir.RunDirError(f"member {member!r} is not in {run_dir}; members: {', '.join(ckpt['members'])}")
     cfg.device = device

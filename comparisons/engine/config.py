@@ -53,6 +53,7 @@ class TrainCfg:
     eval_grid: str = "log"
     eval_max_samples: int = 2000
     checkpoint_every: int = 500
+    snapshot_every: int = 0
     progress: str = "auto"
 
     def __post_init__(self) -> None:
@@ -75,6 +76,8 @@ class TrainCfg:
             )
         if self.checkpoint_every < 0:
             raise ConfigError(f"train.checkpoint_every={self.checkpoint_every} must be >= 0 (0 = only at the end)")
+        if self.snapshot_every < 0:
+            raise ConfigError(f"train.snapshot_every={self.snapshot_every} must be >= 0 (0 = no snapshots)")
 
 
 @dataclass

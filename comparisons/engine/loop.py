@@ -37,7 +37,7 @@ from comparisons.engine.members import (
     start_training,
     time_factor,
 )
-from comparisons.engine.rundir import save_checkpoint
+from comparisons.engine.rundir import save_checkpoint, snapshot_path
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,13 @@ def train_members(
         def sync(step: int) -> None:
             pass
 
+    def keep_weights(step: int) -> None:  # train.snapshot_every: every member's weights, for trajectory analyses
+        every = cfg.train.snapshot_every
+        if every and ctx.run_dir is not None and (step % every == 0 or step == steps):
+            sync(step)
+            weights = {m.name: {"model": m.model.state_dict()} for m in members}
+            save_checkpoint(snapshot_path(ctx.run_dir, step), {"step": step, "members": weights})
+
     bar = _progress(cfg, steps, start)
     with interrupt.training():  # SIGTERM/SIGINT: finish this step, checkpoint, stop (comparisons.engine.interrupt)
         for step in range(start, steps + 1):
@@ -90,6 +97,7 @@ def train_members(
                     ctx.on_eval(step, rows[n_before:])
                 if bar is not None:
                     bar.set_postfix_str(latest, refresh=False)
+            keep_weights(step)
             if step == steps:
                 break
             every = cfg.train.checkpoint_every

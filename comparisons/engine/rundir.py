@@ -70,7 +70,10 @@ def hashed_config(config: dict[str, Any]) -> dict[str, Any]:
     """
     keyed = {k: v for k, v in config.items() if k not in ("paths", "logger", "resume", "rerun", "debug")}
     if isinstance(keyed.get("train"), dict):  # the progress bar changes no result: a relaunch without it must match
-        keyed["train"] = {k: v for k, v in keyed["train"].items() if k != "progress"}
+        # no snapshots (the default) leaves the hash as it was before the knob existed; asking for them is another run
+        keyed["train"] = {
+            k: v for k, v in keyed["train"].items() if k != "progress" and not (k == "snapshot_every" and not v)
+        }
     root = data_root(config)
     if root is not None:
         keyed["task"] = {**keyed["task"], "data_root": str(root)}
@@ -117,6 +120,11 @@ def write_yaml(path: Path, obj: Any) -> None:
 def write_curves(path: Path, curves: pd.DataFrame) -> None:
     """Write the long curve table atomically, in ``CURVE_COLUMNS`` order."""
     write_text(path, curves[CURVE_COLUMNS].to_csv(index=False, float_format="%.10g"))
+
+
+def snapshot_path(run_dir: Path, step: int) -> Path:
+    """Where ``train.snapshot_every`` keeps the members' weights at ``step``: ``snapshots/step_<step>.pt``."""
+    return Path(run_dir) / "snapshots" / f"step_{step:09d}.pt"
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
