@@ -14,6 +14,10 @@ where the upper, resp. lower, edge crosses the half-way level). A curve that sta
 relative to its null mean and to the twin's value; where the twin has no value (it cannot fit the task, e.g. modular
 addition), no half-way strength exists: the summary says so and the figure shows what is measurable (the raw score).
 
+``phenomenon.width_axis`` (a preset, ``lazy_rich_width`` by default; null skips it) is run once more at s = 1 over the
+same seeds: the lazy/rich width axis, final KD against width (docs/theory.md 5.6); its slopes and verdict go into the
+summary (``width_axis``) and the report.
+
 Writes ``summary.json`` (phenomenon "homotopy", per phenomenon: the curve, the half-way strength, notes),
 ``figures/homotopy.png`` and a report (the children's scoreboard via ``comparisons.engine.report.write_report``, with
 the figure and a table of half-way strengths in front). Marked COMPLETE last.
@@ -68,18 +72,28 @@ def run_homotopy(cfg: RunCfg) -> dict[str, Any]:
             summary = run(child)
             children.setdefault(name, {})[s] = summary
             child_dirs.append(str(run_dir))
+    width = None
+    if cfg.phenomenon.get("width_axis"):  # the lazy/rich width axis: KD at the end against width (docs/theory.md 5.6)
+        name = str(cfg.phenomenon["width_axis"])
+        run_dir = home / name
+        extra = list(overrides.get(name) or [])
+        child = validate(compose_experiment(name, [*child_overrides(cfg, run_dir, "homotopy"), *extra]))
+        log.info("homotopy: the width axis, %s", name)
+        width = run(child)
+        child_dirs.append(str(run_dir))
     curves = {name: agreement_curve(by_s) for name, by_s in children.items()}
     for c in curves.values():
         c["half_way"] = half_way(c)
     wall = time.time() - t0
     fig = homotopy_figure(curves, home / "figures")
-    summaries = [by_s[s] for by_s in children.values() for s in sorted(by_s)]
+    summaries = [by_s[s] for by_s in children.values() for s in sorted(by_s)] + ([width] if width else [])
     preamble = [
         f"Twin-to-real homotopy over strengths {', '.join(f'{s:g}' for s in strengths)} (0 = linear twin, "
         f"1 = real network), seed(s) {cfg.seeds or [cfg.seed]}, wall time {wall:.0f} s.",
         "",
         *report_table(curves),
         "",
+        *width_lines(width),
         f"![homotopy]({fig.relative_to(home)})",
         "",
         *notes,
@@ -95,6 +109,7 @@ def run_homotopy(cfg: RunCfg) -> dict[str, Any]:
         "strengths": strengths,
         "curves": curves,
         "half_way": {name: c["half_way"] for name, c in curves.items()},
+        "width_axis": None if width is None else {k: width.get(k) for k in ("name", "verdict", "scores", "evidence")},
         "notes": notes,
         "children": child_dirs,
         "children_summaries": summaries,
@@ -306,6 +321,25 @@ def report_table(curves: dict[str, dict[str, Any]]) -> list[str]:
         why = c["half_way"].get("why")
         rows += [f"- {name}: {why}" if why else "", *[f"- {name}: {n}" for n in c["notes"]]]
     return [r for r in rows if r]
+
+
+def width_lines(width: dict[str, Any] | None) -> list[str]:
+    """The report's lines on the width axis: the real and theory slopes of KD against width, and the verdict."""
+    if not width:
+        return []
+    sc, iv = width.get("scores", {}), width.get("score_intervals", {})
+
+    def cell(k: str) -> str:
+        lo, hi = (iv.get(k) or [math.nan, math.nan])[:2]
+        return f"{_f(sc.get(k)):.2f} [{_f(lo):.2f}, {_f(hi):.2f}]"
+
+    return [
+        f"Width axis ({width.get('name')}, n = {width.get('n', 1)}): slope of log10 KD(0, T) against log10 width, "
+        f"real {cell('kd_width_slope_real')}, twin {cell('kd_width_slope_twin')}, theory "
+        f"{cell('kd_width_slope_theory')}; RWC slope real {cell('rwc_width_slope_real')} (NTK scaling -1/2); "
+        f"verdict {width.get('verdict')} ({width.get('verdict_reason', '')}).",
+        "",
+    ]
 
 
 def homotopy_figure(curves: dict[str, dict[str, Any]], out_dir: Path) -> Path:

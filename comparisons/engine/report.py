@@ -42,7 +42,7 @@ MISSING_EVIDENCE = "no evidence recorded (run dir predates nulls and ceilings); 
 def evidence_cell(s: dict[str, Any]) -> str:
     """The scoreboard's evidence: the weakest judged criterion's p-value, and its normalised agreement if any."""
     ev = s.get("evidence")
-    if not ev:
+    if ev is None:
         return "n/a (old run dir)"
     judged = {k: e for k, e in ev.items() if e.get("criterion")}
     if not judged:

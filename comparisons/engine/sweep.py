@@ -71,8 +71,16 @@ def sweep_points(cfg: RunCfg) -> list[dict[str, Any]]:
 
 
 def point_label(point: dict[str, Any]) -> str:
-    """A short member suffix for a sweep point: ``init_scale=5,weight_decay=0.1``."""
-    return ",".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in point.items())
+    """A short member suffix for a sweep point: ``init_scale=5,weight_decay=0.1``.
+
+    A value that is a mapping sets several keys at once (a zipped axis, e.g. ``model: [{width: 16, output_scale:
+    0.25}, ...]``); its keys are spelled out: ``width=16,output_scale=0.25``.
+    """
+    parts = []
+    for k, v in point.items():
+        items = v.items() if isinstance(v, dict) else [(k, v)]
+        parts += [f"{kk.rsplit('.', 1)[-1]}={vv}" for kk, vv in items]
+    return ",".join(parts)
 
 
 def apply_point(cfg: RunCfg, point: dict[str, Any]) -> RunCfg:

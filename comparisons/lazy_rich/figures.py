@@ -2,6 +2,7 @@
 
 - ``lazy_rich_fig6``: simulation | theory | theory - simulation maps of log10(KD + 1e-6) (docs/theory.md 2.6, 5.2-5.4).
 - ``lazy_rich_maps``: per facet, theory | twin | real heatmaps and a predicted-vs-real scatter.
+- ``lazy_rich_width`` (mode width): final KD against hidden width on log-log axes, real / twin / theory and h^-1/2.
 
 Colour: viridis (colour-blind safe), floor -6 as in the paper's Fig. 6 code; differences use the diverging PuOr.
 """
@@ -15,6 +16,7 @@ import numpy as np
 
 from comparisons.engine.rundir import Run
 from comparisons.lazy_rich.grid import fig6_maps, pair_maps
+from comparisons.lazy_rich.width import width_table
 
 CMAP = "viridis"
 DIFF_CMAP = "PuOr"
@@ -29,8 +31,45 @@ def draw(run: Run, out_dir: Path, k: dict[str, Any]) -> list[Path]:
     numbers = run.summary.get("prediction", {})
     if numbers.get("grid") == "fig6":
         return _fig6(run, numbers, out_dir)
+    if k["mode"] == "width":
+        return _width(run, k, out_dir)
     points = run.summary.get("points") or {"": {}}
     return _pairs(run, points, k, out_dir)
+
+
+def _width(run: Run, k: dict[str, Any], out_dir: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    table = width_table(run.curves, run.summary.get("points") or {}, k["width_key"])
+    s = run.summary.get("scores", {})
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2), constrained_layout=True)
+    style = {"real": ("C3", "o", "-"), "twin": ("C0", "s", "-"), "theory": ("k", "", "--")}
+    names = {"real": "real network", "twin": "linear twin", "theory": "theory (2-layer linear flow)"}
+    ww = table["width"].to_numpy(dtype=np.float64)
+    for ax, prefix, what in ((axes[0], "", "kernel distance KD(0, T)"), (axes[1], "rwc_", "relative weight change")):
+        for voice, (colour, marker, ls) in style.items():
+            col = table[f"{prefix}{voice}"]
+            ok = np.isfinite(col) & (col > 0)
+            if ok.any():
+                ax.plot(ww[ok], col[ok], ls, color=colour, marker=marker, label=names[voice])
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("hidden width h")
+        ax.set_ylabel(f"{what} at the end")
+    ok = np.isfinite(table["rwc_real"]) & (table["rwc_real"] > 0)
+    if ok.any():
+        w0, r0 = ww[ok][0], float(table["rwc_real"][ok].iloc[0])
+        axes[1].plot(ww, r0 * (ww / w0) ** -0.5, ":", color="0.5", label="h^-1/2 (NTK scaling)")
+    axes[0].set_title(
+        f"KD slope: real {s.get('kd_width_slope_real', np.nan):.2f}, "
+        f"theory {s.get('kd_width_slope_theory', np.nan):.2f}",
+        fontsize=10,
+    )
+    axes[1].set_title(f"RWC slope: real {s.get('rwc_width_slope_real', np.nan):.2f}", fontsize=10)
+    for ax in axes:
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{run.summary.get('name', 'width')}: lazy with width (NTK parametrisation)", fontsize=11)
+    return _save(fig, out_dir / "lazy_rich_width")
 
 
 def _fig6(run: Run, numbers: dict[str, Any], out_dir: Path) -> list[Path]:

@@ -1,9 +1,11 @@
 """Lazy vs rich: the KD map over imbalance x weight-to-target ratio (docs/theory.md 2.6, 2.7, 5; arXiv:2502.21009).
 
-Two modes, chosen by ``phenomenon.mode``:
+Three modes, chosen by ``phenomenon.mode``:
 
 - ``fig6`` (Fig. 6a / 6b of the paper, docs/theory.md 5.2-5.4): a grid of 2-layer linear nets trained as one batched
   model, against the gradient-flow theory of ``linear_models.two_layer`` (comparisons/lazy_rich_fig6.py).
+- ``width``: the pair runner over a width axis (NTK parametrisation); final KD against width, whose NTK-limit
+  exponent is -1/2 (comparisons/lazy_rich/width.py, docs/theory.md 5.6).
 - ``pair``: the generic matched pairs (real MLP or small ResNet + its layerwise linear twin) over ``sweep.grid``,
   with the 2-layer linear theory at each point's measured init: the exact gradient flow of f = W2 W1 x for 2-layer
   nets, a lambda-balanced 2-layer net at the measured lambda and product otherwise (comparisons/lazy_rich_theory.py).
@@ -36,7 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from comparisons.engine.config import RunCfg, phenomenon_knobs
+from comparisons.engine.config import ConfigError, RunCfg, phenomenon_knobs
 from comparisons.engine.members import Context, Member, eval_steps, time_factor
 from comparisons.engine.metrics import effective_rank, relative_change
 from comparisons.engine.ntk import empirical_ntk, kernel_distance, summed_logit_ntk
@@ -47,10 +49,17 @@ from comparisons.lazy_rich.grid import cell_table, fig6_maps, pair_maps
 
 log = logging.getLogger(__name__)
 
+MODES = ("pair", "fig6", "width")
+
 
 def knobs(phen: dict[str, Any]) -> dict[str, Any]:
     """The phenomenon's knobs: conf/phenomenon/lazy_rich.yaml overridden by ``phen`` (unknown keys refused)."""
-    return phenomenon_knobs("lazy_rich", phen)
+    k = phenomenon_knobs("lazy_rich", phen)
+    if k["mode"] not in MODES:
+        raise ConfigError(
+            f"phenomenon.mode={k['mode']!r} must be one of {', '.join(MODES)} (conf/phenomenon/lazy_rich.yaml)"
+        )
+    return k
 
 
 def observe(member: Member, step: int) -> dict[str, float]:
@@ -147,8 +156,11 @@ def predict(cfg: RunCfg, members: list[Member]) -> Prediction:
         if key not in cache:
             if len(ws) == 2 and all(w.dim() == 2 for w in ws):
                 x = task.x_train.double().cpu().reshape(len(task.x_train), -1).numpy()
-                flow = two_layer.predictor(ws[0].numpy(), out_scale * ws[1].numpy(), x, y, method="auto")
-                cache[key] = (np.clip(flow(times)["kd"], 0.0, None), "two_layer_flow")
+                # f = s W2 W1 x trained on (W1, W2) is the plain flow of (sqrt(s) W1, sqrt(s) W2) at time s t
+                # (docs/theory.md 5.5); KD is scale-free, so the NTK of either parametrisation gives the same KD
+                r = math.sqrt(out_scale)
+                flow = two_layer.predictor(r * ws[0].numpy(), r * ws[1].numpy(), x, y, method="auto")
+                cache[key] = (np.clip(flow(out_scale * times)["kd"], 0.0, None), "two_layer_flow")
             else:
                 rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 5]))
                 cache[key] = (reduced_kd(times, lam, u0, xw, y, rng), "reduced_balanced")
@@ -179,6 +191,10 @@ def score(curves: pd.DataFrame, prediction: Prediction, cfg: RunCfg) -> Outcome:
     from comparisons.engine.sweep import point_label, sweep_points
 
     points = {point_label(p): p for p in sweep_points(cfg)}
+    if k["mode"] == "width":
+        from comparisons.lazy_rich.width import score_width
+
+        return score_width(curves, points, k, cfg.seed)
     return _score_pair(curves, points, k, cfg.seed)
 
 
@@ -293,6 +309,7 @@ def ceiling(run_a: Run, run_b: Run) -> dict[str, float]:
 
     fig6: the simulated KD maps of two seeds (two draws of the 10-sample task) scored like theory vs simulation.
     pair: the real KD maps of two seeds scored like the best predictor vs real.
+    width: seed b's real KD-width slope standing in for the theory's (comparisons/lazy_rich/width.py).
     """
     k = knobs(run_a.config.get("phenomenon", {}))
     levels = [float(v) for v in k["boundary_kd"]]
@@ -301,6 +318,10 @@ def ceiling(run_a: Run, run_b: Run) -> dict[str, float]:
         a, b = fig6_maps(run_a.curves, numbers), fig6_maps(run_b.curves, run_b.summary["prediction"])
         sc = lrm.map_scores(b["twin"], a["twin"], np.log10(np.asarray(numbers["scale"])), levels)
         return {f"theory_vs_sim_{n}": v for n, v in sc.items()}
+    if k["mode"] == "width":
+        from comparisons.lazy_rich import width
+
+        return width.ceiling(run_a.curves, run_b.curves, run_a.summary.get("points", {}), k)
     fa = pair_maps(run_a.curves, run_a.summary.get("points", {}), k)
     fb = pair_maps(run_b.curves, run_b.summary.get("points", {}), k)
     per = [lrm.map_scores(fb[t]["real"], fa[t]["real"], fa[t]["log_ratio"], levels) for t in fa if t in fb]

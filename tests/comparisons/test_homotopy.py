@@ -259,7 +259,8 @@ def test_run_homotopy_end_to_end_and_reuses_its_children(tmp_path) -> None:
             "experiment=homotopy",
             "phenomenon.experiments=[smoke]",
             "phenomenon.strengths=[0,0.5,1]",
-            "phenomenon.overrides={}",
+            "~phenomenon.overrides",
+            "+phenomenon.overrides={lazy_rich_width:['train.steps=50','train.eval_points=4']}",
             "seeds=[0,1]",
             "train.progress=off",
             f"paths.run_dir={tmp_path / 'h'}",
@@ -281,6 +282,9 @@ def test_run_homotopy_end_to_end_and_reuses_its_children(tmp_path) -> None:
     assert (home / "figures" / "homotopy.png").stat().st_size > 0
     report = (home / "report.md").read_text()
     assert "half-way strength" in report and "figures/homotopy.png" in report
+    width = summary["width_axis"]  # the lazy/rich width axis ran once, over the same seeds, and is reported
+    assert width["name"] == "lazy_rich_width" and math.isfinite(width["scores"]["kd_width_slope_real"])
+    assert rundir.is_complete(home / "lazy_rich_width" / "seed_1") and "Width axis (lazy_rich_width, n = 2)" in report
     before = (home / "smoke" / "s=0.5" / "seed_0" / "curves.csv").stat().st_mtime_ns
     again = run_homotopy(cfg)
     assert (home / "smoke" / "s=0.5" / "seed_0" / "curves.csv").stat().st_mtime_ns == before  # reused, not retrained

@@ -105,3 +105,70 @@ def test_report_html_is_valid_and_every_image_loads(tmp_path: Path) -> None:
     assert "runA/config.yaml" in c.hrefs
     assert "no evidence recorded" in page  # the old run dir says what it lacks
     assert "<details>" in page
+
+
+BROWSERS = ("chromium-headless-shell", "chromium")
+PROBE = """<script>
+window.__errors = [];
+window.addEventListener("error", function (e) {
+  window.__errors.push(e.target && e.target.tagName ? e.target.tagName + " failed to load" : String(e.message));
+}, true);
+window.addEventListener("load", function () {
+  var imgs = [].slice.call(document.images);
+  var out = document.createElement("pre");
+  out.id = "lintwin-probe";
+  out.textContent = JSON.stringify({
+    images: imgs.length,
+    broken: imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); })
+      .map(function (i) { return i.alt; }),
+    errors: window.__errors,
+    overflow: document.documentElement.scrollWidth > window.innerWidth + 1
+  });
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def _browse(page: Path, browser: str, tmp_path: Path) -> dict:
+    """Load ``page`` with the probe in headless Chromium; what the probe saw once the page had loaded."""
+    import json
+    import re
+    import subprocess
+
+    probed = page.with_name(page.stem + ".probe.html")
+    probed.write_text(page.read_text().replace("<head>", "<head>\n" + PROBE, 1))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+    flags += ["--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
+    flags += ["--window-size=1280,900", "--virtual-time-budget=10000", "--dump-dom", probed.as_uri()]
+    dom = subprocess.run([browser, *flags], capture_output=True, text=True, timeout=120, check=True).stdout
+    found = re.search(r'<pre id="lintwin-probe">(.*?)</pre>', dom, re.S)
+    assert found, f"the probe never ran: {dom[:300]!r}"
+    return json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+
+
+def test_report_renders_in_a_real_browser(tmp_path: Path) -> None:
+    """A real run's report.html in headless Chromium: every image decodes, no load error, nothing wider than the
+    window. The same probe on a copy with one image's bytes broken reports that image (the check can fail)."""
+    import shutil
+
+    import pytest
+
+    from comparisons.engine.report import report_main
+    from comparisons.engine.run import run
+    from tests.conftest import compose_cfg
+
+    browser = next((b for b in BROWSERS if shutil.which(b)), None)
+    if browser is None:
+        pytest.skip("no headless Chromium: apt-get install chromium-headless-shell (README, 'Tests')")
+    root = tmp_path / "runs"
+    run(compose_cfg(["experiment=smoke", f"paths.runs_root={root}", "train.progress=off"]))
+    assert report_main([str(root)]) == 0
+    page = root / "report.html"
+    seen = _browse(page, browser, tmp_path)
+    assert seen["images"] >= 2 and seen["broken"] == [] and seen["errors"] == [] and not seen["overflow"], seen
+    html = page.read_text()
+    first = html.index("data:image/png;base64,") + len("data:image/png;base64,")
+    broken = page.with_name("broken.html")
+    broken.write_text(html[:first] + "AAAA" + html[first + 4 :])  # the PNG signature of the first image garbled
+    seen = _browse(broken, browser, tmp_path)
+    assert len(seen["broken"]) == 1 and seen["errors"] == ["IMG failed to load"], seen
