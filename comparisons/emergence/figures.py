@@ -167,7 +167,7 @@ def _time_figure(plt: Any, sns: Any, seeds: list[pd.DataFrame], nums: dict[str, 
         ax.set_ylim(np.nanmin(real[real > 0]) / 3, np.nanmax(real) * 1.5)
     _log_axes(ax, v.ravel() if v.size else np.array([]))
     ax.set(
-        xlabel="t = time_factor * lr * step",
+        xlabel="training time t = lr x step (x2 for mean-reduced MSE)",
         ylabel="test loss",
         title=f"(d) loss exponent: real {sc.get('exponent_time_real', math.nan):.2f}, theory "
         f"{sc.get('exponent_time_theory', math.nan):.2f}, predicted {a if a is not None else math.nan:.3f}",

@@ -83,6 +83,17 @@ def point_label(point: dict[str, Any]) -> str:
     return ",".join(parts)
 
 
+def human(text: str) -> str:
+    """A config key or point label for a figure: ``model.init_scale`` -> ``init scale``, ``init_scale=0.125,
+    control=shuffled_labels`` -> ``init scale 0.125, control shuffled labels``."""
+    parts = []
+    for part in str(text).split(","):
+        key, eq, value = part.partition("=")
+        key = key.rsplit(".", 1)[-1].replace("_", " ")
+        parts.append(f"{key} {value.replace('_', ' ')}" if eq else key)
+    return ", ".join(parts)
+
+
 def apply_point(cfg: RunCfg, point: dict[str, Any]) -> RunCfg:
     """``cfg`` with a sweep point's dotted overrides applied (and validated again)."""
     if not point:

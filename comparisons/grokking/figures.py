@@ -13,12 +13,14 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from comparisons.engine.rundir import Run
+from comparisons.engine.sweep import human
 from comparisons.grokking.metrics import grok_timing
 
 
@@ -96,14 +98,18 @@ def _accuracy(plt, wide, info, timing, kn):
         ax.set_xscale("log")
         tag = " [control]" if m.get("control") else ""
         ax.set_title(
-            f"{m['point'] or 'run'}{tag}\nΣ0/S={m['ratio']:.2g}, γ+={m['gamma_plus']:.2f} ({m['call']})", fontsize=7
+            f"{human(m['point']) if m['point'] else 'run'}{tag}\n"
+            f"Σ0/S={m['ratio']:.2g}, γ+={m['gamma_plus']:.2f} ({m['call']})",
+            fontsize=7,
         )
         ax.set_xlabel("step")
     for ax in axes.flat[len(reals) :]:
         ax.axis("off")
     axes[0, 0].set_ylabel("accuracy")
     axes[0, 0].legend(fontsize=6, loc="lower right")
-    fig.suptitle("Grokking: train/test accuracy (real solid, twin dashed); dotted: t_fit, t_gen; dash-dot: predicted")
+    twins = any(n.replace("real", "twin", 1) in wide for n in reals)
+    lines = "real solid, twin dashed" if twins else "real network"
+    fig.suptitle(f"Grokking: train/test accuracy ({lines}); dotted: t_fit, t_gen; dash-dot: predicted onset")
     fig.tight_layout()
     return fig
 
@@ -118,7 +124,7 @@ def _ratio(plt, wide, info, timing, kn):
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
     for color, name in zip(pal, reals, strict=False):
         w = wide[name]
-        label = info[name]["point"] or "real"
+        label = human(info[name]["point"]) if info[name]["point"] else "real"
         if "ratio" in w:
             a1.plot(w.index, w["ratio"].to_numpy(), color=color, label=label)
         theory = wide.get("theory:" + info[name]["point"] if info[name]["point"] else "theory")
@@ -135,7 +141,6 @@ def _ratio(plt, wide, info, timing, kn):
     a1.axhline(kn["ratio_threshold"], color="black", lw=0.8)
     a1.set(yscale="log", xlabel="step", ylabel="Σ(t)/S", title="Σ(t)/S (dotted: weight decay alone, to Σ = c S)")
     a2.set(xscale="log", xlabel="step", ylabel="log10(KD + 1e-6)", title="kernel distance to step-0 NTK")
-    a2.xaxis.set_minor_formatter(plt.NullFormatter())
     a1.legend(fontsize=6)
     fig.tight_layout()
     return fig
@@ -170,13 +175,17 @@ def _law(plt, wide, info, timing, kn):
                 ax.scatter(x, max(y, 1.0), color=color, marker=marker, facecolors=color if marker == "o" else "none")
             _band(ax, group, info, axis, kn, color, f"{'init' if other == 'init_scale' else '1/(lr wd)'}={level:.3g}")
         ax.set_xlabel("1/(lr wd) [steps]" if axis == "lrwd" else "ln(init scale)")
-        ax.set_ylabel("t_gen [steps]" if kn["law_observable"] == "t_gen" else "delay t_gen - t_fit [steps]")
+        ax.set_ylabel(
+            "steps to generalise, t_gen" if kn["law_observable"] == "t_gen" else "delay t_gen - t_fit [steps]"
+        )
         if axis == "init":
             ax.set_xscale("linear")
-        ax.legend(fontsize=6, title="line: predicted, band: c×[1/f, f] & seeds", title_fontsize=6)
-    fig.suptitle(
-        "Delay law: t_grok ~ ln(Σ0/(c S)) / (2 lr wd) (docs/theory.md 6.3); open triangles: censored (lower bound)"
+        ax.legend(fontsize=6, title="line: predicted t_grok; band: c x [1/f, f], seeds", title_fontsize=6)
+    title = (
+        "Delay law (docs/theory.md 6.3): predicted t_grok = ln(Σ0/(c S)) / (2 lr wd), counted from init. "
+        "Dots: observed; open triangles: not generalised by the end (lower bound)."
     )
+    fig.suptitle(textwrap.fill(title, width=int(13 * fig.get_figwidth())), fontsize=9)
     fig.tight_layout()
     return fig
 

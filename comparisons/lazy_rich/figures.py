@@ -15,10 +15,12 @@ from typing import Any
 import numpy as np
 
 from comparisons.engine.rundir import Run
+from comparisons.engine.sweep import human
 from comparisons.lazy_rich.grid import fig6_maps, pair_maps
 from comparisons.lazy_rich.width import width_table
 
 CMAP = "viridis"
+KD_LABEL = "log10(KD + 1e-6)"
 DIFF_CMAP = "PuOr"
 
 
@@ -93,11 +95,12 @@ def _fig6(run: Run, numbers: dict[str, Any], out_dir: Path) -> list[Path]:
         if lim is None:
             v = max(float(np.nanmax(np.abs(m))), 1e-3)
             lim = (-v, v)
-        _heat(ax, m, lam, scale, cmap, lim, "weight-to-target ratio (scale)", "layer imbalance lambda")
+        bar = "theory - simulation (decades of KD)" if lim[0] < -1e-12 and lim[0] == -lim[1] else KD_LABEL
+        _heat(ax, m, lam, scale, cmap, lim, "weight-to-target ratio (scale)", "layer imbalance lambda", bar=bar)
         ax.set_title(name)
     fig.suptitle(
         f"{title}; Spearman {s.get('theory_vs_sim_spearman', np.nan):.3f}, "
-        f"max |d log10 KD| {s.get('theory_vs_sim_max_abs_dlogkd', np.nan):.3f}  (colour: log10(KD + 1e-6))"
+        f"max |d log10 KD| {s.get('theory_vs_sim_max_abs_dlogkd', np.nan):.3f}"
     )
     return _save(fig, out_dir / "lazy_rich_fig6")
 
@@ -113,7 +116,7 @@ def _pairs(run: Run, points: dict[str, dict], k: dict[str, Any], out_dir: Path) 
         rows = [_tick(v) for v in fm["rows"]]
         cols = [_tick(v) for v in fm["cols"]]
         for ax, voice in zip(axrow[:3], ("theory", "twin", "real"), strict=True):
-            _heat(ax, fm[voice], rows, cols, CMAP, (-6, 0), fm["col_key"], fm["row_key"], numeric=False)
+            _heat(ax, fm[voice], rows, cols, CMAP, (-6, 0), human(fm["col_key"]), human(fm["row_key"]), numeric=False)
             extra = (
                 ""
                 if voice == "real"
@@ -131,14 +134,11 @@ def _pairs(run: Run, points: dict[str, dict], k: dict[str, Any], out_dir: Path) 
         ax.set_ylabel("predicted log10(KD + 1e-6)")
         ax.legend(loc="upper left")
         ax.set_title(f"predicted vs real {tag}")
-    fig.suptitle(
-        f"{run.summary.get('name', 'lazy_rich')}: empirical-NTK kernel distance at the last step "
-        "(colour: log10(KD + 1e-6))"
-    )
+    fig.suptitle(f"{run.summary.get('name', 'lazy_rich')}: empirical-NTK kernel distance at the last step")
     return _save(fig, out_dir / "lazy_rich_maps")
 
 
-def _heat(ax, m, rows, cols, cmap, lim, xlabel, ylabel, numeric=True) -> None:
+def _heat(ax, m, rows, cols, cmap, lim, xlabel, ylabel, numeric=True, bar: str = "") -> None:
     import seaborn as sns
 
     m = np.asarray(m, dtype=np.float64)[::-1]  # imbalance increases upward, as in the paper
@@ -150,7 +150,14 @@ def _heat(ax, m, rows, cols, cmap, lim, xlabel, ylabel, numeric=True) -> None:
     else:
         ylab, xlab = rows, cols
     sns.heatmap(
-        m, ax=ax, cmap=cmap, vmin=lim[0], vmax=lim[1], xticklabels=xlab, yticklabels=ylab, cbar_kws={"shrink": 0.8}
+        m,
+        ax=ax,
+        cmap=cmap,
+        vmin=lim[0],
+        vmax=lim[1],
+        xticklabels=xlab,
+        yticklabels=ylab,
+        cbar_kws={"shrink": 0.8, "label": bar or KD_LABEL},
     )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
