@@ -11,8 +11,10 @@ all cores unless ``OMP_NUM_THREADS`` says otherwise).
 FLOPs counted: training 6 x P x batch x steps x nets (forward + backward) plus evaluation 2 x P x samples x nets
 per eval step (train and test sets, capped at ``eval_max_samples``; the eval steps are read back from the run's
 curves.csv), P = parameters of one net. NTK probes, metrics and figures are not counted (they are in the time),
-so the rate is a lower bound on the hardware's useful work. The full run (12,000 steps) is predicted as 10 x the
-reduced one, an upper bound: the 40 evaluations do not scale with the steps.
+so the rate is a lower bound on the hardware's useful work. The full run (12,000 steps) is predicted two ways: 10 x
+the reduced run (an upper bound: the ~40 evaluations, start-up and figures do not scale with the steps), and by
+extrapolating the reduced run and a half-length one along the steps (the fixed part and the per-step cost, each run
+timed in the same invocation): T(full) = T(S) + (T(S) - T(S/2)) (12000 - S) / (S/2).
 """
 
 from __future__ import annotations
@@ -67,6 +69,12 @@ def run(peak: float | None, repeats: int = 3, steps: int = FULL_STEPS // 10) -> 
         out["gflops"] = total / t.median / 1e9
         out["fraction"] = out["gflops"] / peak if peak else None
         out["full_predicted_s"] = t.median * FULL_STEPS / steps
+        half = [r["seconds"] for r in (run_once(steps // 2) for _ in range(repeats)) if r["returncode"] == 0]
+        if half:
+            t_half = sorted(half)[len(half) // 2]
+            per_step = (t.median - t_half) / (steps - steps // 2)
+            out["half_s"], out["per_step_s"] = t_half, per_step
+            out["full_extrapolated_s"] = t.median + per_step * (FULL_STEPS - steps)
     return out
 
 
@@ -91,6 +99,12 @@ def summary(r: dict) -> str:
         f"paper_mnist ({r['steps']} steps, {r['eval_steps']} eval steps, {len(r['time'].samples)} runs): "
         f"{r['time'].text()}; {r['gflop']:.0f} GFLOP -> {r['gflops']:.0f} GFLOP/s{frac}; "
         f"full {FULL_STEPS} steps predicted <= {r['full_predicted_s'] / 60:.1f} min (x{FULL_STEPS // r['steps']})"
+        + (
+            f"; {r['steps'] // 2} steps: {r['half_s']:.1f} s, so {1000 * r['per_step_s']:.1f} ms per step and "
+            f"{r['full_extrapolated_s'] / 60:.1f} min for the full run (extrapolated)"
+            if "full_extrapolated_s" in r
+            else ""
+        )
     )
 
 

@@ -234,6 +234,7 @@ class BatchedOptimizer:
         self.gamma = f64("gamma")
         self.kinds = [c.schedule for c in cfgs]
         self.marks = [sorted({max(1, int(round(m * steps))) for m in c.milestones}) for c in cfgs]
+        self.fused = bool(getattr(cfgs[0], "fused", False))  # one value per group (vectorized.plan keys on it)
         self.state: list[dict[str, torch.Tensor]] = [{} for _ in params]
 
     def lr_at(self, step: int) -> np.ndarray:
@@ -250,6 +251,9 @@ class BatchedOptimizer:
     def step(self, step: int) -> None:
         """Apply the update of training step ``step`` (0-based) to every parameter, then drop the gradients."""
         lr = self.lr_at(step)
+        if self.fused:
+            self._fused_adam(lr, step + 1)
+            return
         for p, st in zip(self.params, self.state, strict=True):
             g, p.grad = p.grad, None
             if self.name == "sgd":
@@ -298,6 +302,34 @@ class BatchedOptimizer:
             p.addcdiv_(m, denom, value=neg_step)
         else:
             p.addcdiv_(m * neg_step, denom)  # (s m) / d: torch's order for value * t1 / t2
+
+    def _fused_adam(self, lr: np.ndarray, t: int) -> None:
+        """``optim.fused``: torch's fused Adam/AdamW kernel, the one ``torch.optim.Adam(fused=True)`` runs, on member
+        k's slice of every parameter with member k's hyperparameters. One call per member (not per run of equal
+        members): the kernel's vector/tail split then falls as in a solo run, so each member is bit-identical to it."""
+        grads = [p.grad for p in self.params]
+        for p, st in zip(self.params, self.state, strict=True):
+            p.grad = None
+            if not st:
+                st["exp_avg"], st["exp_avg_sq"] = torch.zeros_like(p), torch.zeros_like(p)
+        kernel = torch._fused_adamw_ if self.name == "adamw" else torch._fused_adam_
+        steps = [torch.tensor(float(t), device=p.device) for p in self.params]
+        for k in range(len(lr)):
+            kernel(
+                [p[k] for p in self.params],
+                [g[k] for g in grads],
+                [st["exp_avg"][k] for st in self.state],
+                [st["exp_avg_sq"][k] for st in self.state],
+                [],
+                steps,
+                lr=float(lr[k]),
+                beta1=float(self.b1[k]),
+                beta2=float(self.b2[k]),
+                weight_decay=float(self.wd[k]),
+                eps=float(self.eps[k]),
+                amsgrad=False,
+                maximize=False,
+            )
 
     def _hp(self, arr: np.ndarray, like: torch.Tensor, force: bool = False) -> float | torch.Tensor:
         """A per-member hyperparameter: a Python float when all members agree, else a (K, 1, ...) tensor."""

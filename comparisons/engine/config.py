@@ -94,9 +94,12 @@ class OptimCfg:
     schedule: str = "constant"
     milestones: list[float] = field(default_factory=lambda: [1 / 3, 2 / 3])
     gamma: float = 0.1
+    fused: bool = False
 
     def __post_init__(self) -> None:
         _choice("optim.name", self.name, OPTIMIZERS)
+        if self.fused and self.name == "sgd":
+            raise ConfigError("optim.fused=true is for adam and adamw; remove it for optim=sgd")
         if not self.lr > 0:
             raise ConfigError(f"optim.lr={self.lr} must be > 0 (e.g. optim.lr=0.01)")
         if not math.isfinite(self.lr):

@@ -61,6 +61,11 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
+# Keys added after runs were hashed: left out of the hash at their default, so earlier run dirs keep their hash; any
+# other value is another run.
+LATER_KEYS = {("train", "snapshot_every"): 0, ("optim", "fused"): False}
+
+
 def hashed_config(config: dict[str, Any]) -> dict[str, Any]:
     """The part of a resolved config that decides a run's results: what :func:`config_hash` hashes.
 
@@ -70,10 +75,10 @@ def hashed_config(config: dict[str, Any]) -> dict[str, Any]:
     """
     keyed = {k: v for k, v in config.items() if k not in ("paths", "logger", "resume", "rerun", "debug")}
     if isinstance(keyed.get("train"), dict):  # the progress bar changes no result: a relaunch without it must match
-        # no snapshots (the default) leaves the hash as it was before the knob existed; asking for them is another run
-        keyed["train"] = {
-            k: v for k, v in keyed["train"].items() if k != "progress" and not (k == "snapshot_every" and not v)
-        }
+        keyed["train"] = {k: v for k, v in keyed["train"].items() if k != "progress"}
+    for (group, key), default in LATER_KEYS.items():  # at their default, hashed as before the key existed
+        if isinstance(keyed.get(group), dict) and keyed[group].get(key, default) == default:
+            keyed[group] = {k: v for k, v in keyed[group].items() if k != key}
     root = data_root(config)
     if root is not None:
         keyed["task"] = {**keyed["task"], "data_root": str(root)}

@@ -76,6 +76,13 @@ GRIDS = {  # per-member init scale, lr, weight decay, momentum/nesterov and sche
         "optim.nesterov=true",
         "sweep.grid={optim.momentum:[0.5,0.9],optim.weight_decay:[0.0,0.01]}",
     ],
+    "adamw_fused": [
+        "optim=adamw",
+        "optim.fused=true",
+        "train.batch_size=32",
+        "train.steps=25",
+        "sweep.grid={model.init_scale:[0.5,2.0],optim.lr:[0.001,0.003]}",
+    ],
     "conv1x1": [
         "++model.linear_impl=conv1x1",
         "model.depth=3",
@@ -243,6 +250,14 @@ OPTIMS = {
         schedule=["step", "constant", "constant"],
     ),
     "adamw_shared": dict(name="adamw", lr=[0.01] * 3, weight_decay=[1.0] * 3),
+    "adam_fused": dict(  # optim.fused: torch's fused kernel on runs of members with equal hyperparameters
+        name="adam",
+        lr=[0.01, 0.01, 0.001],
+        weight_decay=[0.1, 0.1, 0.0],
+        schedule=["constant", "constant", "cosine"],
+        fused=[True] * 3,
+    ),
+    "adamw_fused": dict(name="adamw", lr=[0.01, 0.003, 0.01], weight_decay=[1.0, 0.0, 1.0], fused=[True] * 3),
 }
 
 
@@ -269,7 +284,8 @@ def test_batched_optimizer_matches_torch_optim_per_member(name: str) -> None:
             ref.step()
             if sched is not None:
                 sched.step()
-        if name == "adamw_shared":  # shared hyperparameters run torch's own calls: bit for bit
+        constant = cfgs[i].schedule == "constant"  # a schedule's lr: torch's recursion vs the closed form
+        if name == "adamw_shared" or (cfgs[i].fused and constant):  # torch's own calls or kernel: bit for bit
             assert torch.equal(stacked.detach()[i], p.detach())
         torch.testing.assert_close(stacked.detach()[i], p.detach(), rtol=2e-6, atol=1e-7)
 
