@@ -15,7 +15,7 @@ RAW_KEY = re.compile(r"\b(model|optim|task|train|phenomenon)\.[a-z_]+|\b[a-z]+_[
 RUNS = {
     "grokking": ["experiment=grokking_suite", "train.steps=60", "train.eval_points=6"],
     "lazy_rich_fig6": ["experiment=lazy_rich_fig6a", "train.steps=200"],
-    "lazy_rich_width": ["experiment=lazy_rich_width", "train.steps=60", "train.eval_points=4"],
+    "lazy_rich_width": ["experiment=lazy_rich_width", "train.steps=20", "train.eval_points=3", "phenomenon.probe_n=8"],
     "lazy_rich_maps": [
         "experiment=lazy_rich_mlp",
         "train.steps=40",

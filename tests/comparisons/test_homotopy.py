@@ -260,7 +260,7 @@ def test_run_homotopy_end_to_end_and_reuses_its_children(tmp_path) -> None:
             "phenomenon.experiments=[smoke]",
             "phenomenon.strengths=[0,0.5,1]",
             "~phenomenon.overrides",
-            "+phenomenon.overrides={lazy_rich_width:['train.steps=50','train.eval_points=4']}",
+            "+phenomenon.overrides={lazy_rich_width:['train.steps=20','train.eval_points=3','phenomenon.ntk_evals=2','phenomenon.probe_n=8']}",
             "seeds=[0,1]",
             "train.progress=off",
             f"paths.run_dir={tmp_path / 'h'}",
