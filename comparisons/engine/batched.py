@@ -234,7 +234,7 @@ class BatchedOptimizer:
         self.gamma = f64("gamma")
         self.kinds = [c.schedule for c in cfgs]
         self.marks = [sorted({max(1, int(round(m * steps))) for m in c.milestones}) for c in cfgs]
-        self.fused = bool(getattr(cfgs[0], "fused", False))  # one value per group (vectorized.plan keys on it)
+        self.fused = bool(cfgs[0].fused)  # one value per group (vectorized.plan keys on it)
         self.state: list[dict[str, torch.Tensor]] = [{} for _ in params]
 
     def lr_at(self, step: int) -> np.ndarray:

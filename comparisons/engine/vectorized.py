@@ -86,7 +86,7 @@ def plan(members: list[Member], cfg: RunCfg) -> tuple[list[list[int]] | None, st
             key = func_key(m.model)
         if isinstance(key, str):
             return None, f"{m.name}: {key}"
-        keys.setdefault((key, opt.name, bool(getattr(opt, "fused", False))), []).append(i)
+        keys.setdefault((key, opt.name, bool(opt.fused)), []).append(i)
     return list(keys.values()), ""
 
 

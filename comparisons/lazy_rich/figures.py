@@ -2,7 +2,7 @@
 
 - ``lazy_rich_fig6``: simulation | theory | theory - simulation maps of log10(KD + 1e-6) (docs/theory.md 2.6, 5.2-5.4).
 - ``lazy_rich_maps``: per facet, theory | twin | real heatmaps and a predicted-vs-real scatter.
-- ``lazy_rich_width`` (mode width): final KD against hidden width on log-log axes, real / twin / theory and h^-1/2.
+- ``lazy_rich_width`` (mode width): final KD (real / twin / theory) and RWC (real / twin, with h^-1/2) against width.
 
 Colour: viridis (colour-blind safe), floor -6 as in the paper's Fig. 6 code; differences use the diverging PuOr.
 """
@@ -87,15 +87,14 @@ def _fig6(run: Run, numbers: dict[str, Any], out_dir: Path) -> list[Path]:
         q = run.summary.get("score_quartiles", {}).get("rich_cells_sim", [np.nan] * 3)
         title += f"; median map of {run.summary.get('n')} task draws, rich cells IQR [{q[0]:.0f}, {q[2]:.0f}]"
     panels = [
-        ("GD simulation", maps["twin"], CMAP, (-6, 0)),
-        (f"theory ({numbers.get('theory_method')})", maps["theory"], CMAP, (-6, 0)),
-        ("theory - simulation", maps["theory"] - maps["twin"], DIFF_CMAP, None),
+        ("GD simulation", maps["twin"], CMAP, (-6, 0), KD_LABEL),
+        (f"theory ({numbers.get('theory_method')})", maps["theory"], CMAP, (-6, 0), KD_LABEL),
+        ("theory - simulation", maps["theory"] - maps["twin"], DIFF_CMAP, None, "theory - simulation (decades of KD)"),
     ]
-    for ax, (name, m, cmap, lim) in zip(axes, panels, strict=True):
+    for ax, (name, m, cmap, lim, bar) in zip(axes, panels, strict=True):
         if lim is None:
             v = max(float(np.nanmax(np.abs(m))), 1e-3)
             lim = (-v, v)
-        bar = "theory - simulation (decades of KD)" if lim[0] < -1e-12 and lim[0] == -lim[1] else KD_LABEL
         _heat(ax, m, lam, scale, cmap, lim, "weight-to-target ratio (scale)", "layer imbalance lambda", bar=bar)
         ax.set_title(name)
     fig.suptitle(
@@ -138,7 +137,7 @@ def _pairs(run: Run, points: dict[str, dict], k: dict[str, Any], out_dir: Path) 
     return _save(fig, out_dir / "lazy_rich_maps")
 
 
-def _heat(ax, m, rows, cols, cmap, lim, xlabel, ylabel, numeric=True, bar: str = "") -> None:
+def _heat(ax, m, rows, cols, cmap, lim, xlabel, ylabel, numeric=True, bar: str = KD_LABEL) -> None:
     import seaborn as sns
 
     m = np.asarray(m, dtype=np.float64)[::-1]  # imbalance increases upward, as in the paper
@@ -157,7 +156,7 @@ def _heat(ax, m, rows, cols, cmap, lim, xlabel, ylabel, numeric=True, bar: str =
         vmax=lim[1],
         xticklabels=xlab,
         yticklabels=ylab,
-        cbar_kws={"shrink": 0.8, "label": bar or KD_LABEL},
+        cbar_kws={"shrink": 0.8, "label": bar},
     )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

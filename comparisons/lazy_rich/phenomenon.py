@@ -4,8 +4,8 @@ Three modes, chosen by ``phenomenon.mode``:
 
 - ``fig6`` (Fig. 6a / 6b of the paper, docs/theory.md 5.2-5.4): a grid of 2-layer linear nets trained as one batched
   model, against the gradient-flow theory of ``linear_models.two_layer`` (comparisons/lazy_rich_fig6.py).
-- ``width``: the pair runner over a width axis (NTK parametrisation); final KD against width, whose NTK-limit
-  exponent is -1/2 (comparisons/lazy_rich/width.py, docs/theory.md 5.6).
+- ``width``: the pair runner over a width axis (NTK parametrisation); the slope of final KD against width, which
+  the NTK limit says is negative (comparisons/lazy_rich/width.py, docs/theory.md 5.6).
 - ``pair``: the generic matched pairs (real MLP or small ResNet + its layerwise linear twin) over ``sweep.grid``,
   with the 2-layer linear theory at each point's measured init: the exact gradient flow of f = W2 W1 x for 2-layer
   nets, a lambda-balanced 2-layer net at the measured lambda and product otherwise (comparisons/lazy_rich_theory.py).
@@ -157,7 +157,7 @@ def predict(cfg: RunCfg, members: list[Member]) -> Prediction:
             if len(ws) == 2 and all(w.dim() == 2 for w in ws):
                 x = task.x_train.double().cpu().reshape(len(task.x_train), -1).numpy()
                 # f = s W2 W1 x trained on (W1, W2) is the plain flow of (sqrt(s) W1, sqrt(s) W2) at time s t
-                # (docs/theory.md 5.5); KD is scale-free, so the NTK of either parametrisation gives the same KD
+                # (docs/theory.md 5.6); KD is scale-free, so the NTK of either parametrisation gives the same KD
                 r = math.sqrt(out_scale)
                 flow = two_layer.predictor(r * ws[0].numpy(), r * ws[1].numpy(), x, y, method="auto")
                 cache[key] = (np.clip(flow(out_scale * times)["kd"], 0.0, None), "two_layer_flow")

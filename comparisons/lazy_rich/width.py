@@ -31,6 +31,7 @@ import pandas as pd
 
 from comparisons.engine.phenomenon import Outcome
 from comparisons.lazy_rich import maps as lrm
+from comparisons.lazy_rich.grid import final_values
 
 NULL_DRAWS = 1000
 VOICES = ("real", "twin", "theory")
@@ -38,27 +39,26 @@ VOICES = ("real", "twin", "theory")
 
 def point_width(point: dict[str, Any], key: str) -> float:
     """The width of a sweep point: ``point[key]``, or the key's last part inside a zipped mapping (``model: {...}``)."""
+    head, _, leaf = key.rpartition(".")
+    zipped = point.get(head)
     if key in point:
         return float(point[key])
-    head, _, leaf = key.rpartition(".")
-    for k, v in point.items():
-        if isinstance(v, dict) and leaf in v and k == head:
-            return float(v[leaf])
+    if isinstance(zipped, dict) and leaf in zipped:
+        return float(zipped[leaf])
     raise KeyError(f"sweep point {point} sets no {key}")
 
 
 def width_table(curves: pd.DataFrame, points: dict[str, dict], key: str) -> pd.DataFrame:
     """One row per width (ascending): ``width``, the final KD(0, T) of real, twin and theory, and their final RWC
     (``rwc_<voice>``; NaN where missing, e.g. the theory's RWC)."""
-    last = {m: g.sort_values("step").groupby("member").value.last() for m, g in curves.groupby("metric")}
-    empty = pd.Series(dtype=float)
+    kd, rwc = final_values(curves, "kd"), final_values(curves, "rwc")
     rows = []
     for label, point in points.items():
         row = {"width": point_width(point, key)}
         for voice in VOICES:
             member = f"{voice}:{label}" if label else voice
-            row[voice] = float(last.get("kd", empty).get(member, math.nan))
-            row[f"rwc_{voice}"] = float(last.get("rwc", empty).get(member, math.nan))
+            row[voice] = float(kd.get(member, math.nan))
+            row[f"rwc_{voice}"] = float(rwc.get(member, math.nan))
         rows.append(row)
     columns = ["width", *VOICES, *(f"rwc_{v}" for v in VOICES)]
     return pd.DataFrame(rows, columns=columns).sort_values("width").reset_index(drop=True)
