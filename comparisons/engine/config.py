@@ -54,6 +54,7 @@ class TrainCfg:
     eval_max_samples: int = 2000
     checkpoint_every: int = 500
     snapshot_every: int = 0
+    flush_denormal: bool = False
     progress: str = "auto"
 
     def __post_init__(self) -> None:

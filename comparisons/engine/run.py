@@ -7,10 +7,12 @@ members on one data order, score, write the run dir, draw the figures, and mark 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,12 +94,13 @@ def _run_locked(cfg: RunCfg, run_dir: Path) -> dict[str, Any]:
     tracker = tracking.Tracker(cfg, run_dir)  # W&B, live (a no-op with logger=none)
     ctx.on_eval = tracker.log_eval
     t0 = time.time()
-    if phen.train is not None:
-        observed, prediction = phen.train(cfg, ctx)
-    else:
-        prediction = phen.predict(cfg, members)
-        rows = train_members(members, ctx, phen.observe, checkpoint=run_dir / "checkpoint.pt")
-        observed = pd.DataFrame(rows, columns=rundir.CURVE_COLUMNS)
+    with _denormals(flush=cfg.train.flush_denormal):
+        if phen.train is not None:
+            observed, prediction = phen.train(cfg, ctx)
+        else:
+            prediction = phen.predict(cfg, members)
+            rows = train_members(members, ctx, phen.observe, checkpoint=run_dir / "checkpoint.pt")
+            observed = pd.DataFrame(rows, columns=rundir.CURVE_COLUMNS)
     curves = pd.concat([observed, prediction.curves], ignore_index=True)[rundir.CURVE_COLUMNS]
     outcome, omitted = score_with_divergence(phen, curves, prediction, cfg, members)
     summary = _summary(cfg, outcome, prediction, members, time.time() - t0)
@@ -109,6 +112,25 @@ def _run_locked(cfg: RunCfg, run_dir: Path) -> dict[str, Any]:
         summary["resumed_from_commit"] = stale
     summary.update(judgement([summary]))
     return finish_run(run_dir, cfg, curves, summary, tracker)
+
+
+@contextlib.contextmanager
+def _denormals(flush: bool) -> Iterator[None]:
+    """``train.flush_denormal``: the CPU flushes float results below the normal range (~1.2e-38 in float32) to zero
+    and reads such inputs as zero while the members train, then goes back to IEEE arithmetic.
+
+    Saturated tanh nets (the paper's MNIST grokking preset) produce denormal gradients and Adam moments; x86 CPUs
+    handle each in microcode, and the paper preset's training step slowed down by half after ~1500 steps
+    (docs/benchmarks.md). Values that small change no weight at float32 resolution.
+    """
+    if not flush:
+        yield
+        return
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def score_with_divergence(

@@ -63,7 +63,7 @@ def config_hash(config: dict[str, Any]) -> str:
 
 # Keys added after runs were hashed: left out of the hash at their default, so earlier run dirs keep their hash; any
 # other value is another run.
-LATER_KEYS = {("train", "snapshot_every"): 0, ("optim", "fused"): False}
+LATER_KEYS = {("train", "snapshot_every"): 0, ("train", "flush_denormal"): False, ("optim", "fused"): False}
 
 
 def hashed_config(config: dict[str, Any]) -> dict[str, Any]:

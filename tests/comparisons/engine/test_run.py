@@ -239,3 +239,32 @@ def test_a_run_finished_without_wandb_can_be_logged_later(tmp_path, fake_phenome
     assert wandb_main([str(tmp_path / "runs")]) == 0
     assert list((d / "wandb").glob("offline-run-*/run-*.wandb"))
     assert wandb_main([str(tmp_path / "nowhere")]) == 2
+
+
+def test_flush_denormal_holds_while_training_only(tmp_path, monkeypatch) -> None:
+    """train.flush_denormal=true: a float32 denormal (1e-39) computed during training reads 0, at the default it
+    stays 1e-39, and after the run the process is back to IEEE arithmetic. At the default the key is not hashed."""
+    import torch
+
+    from comparisons.engine import run as run_mod
+    from comparisons.engine.config import to_container
+
+    def observe(member, step):
+        return {"tiny": float(torch.tensor([1e-39], dtype=torch.float32) * 1.0)}
+
+    fake = Phenomenon("grokking", observe, _predict, _score, _figures)
+    monkeypatch.setattr(run_mod, "get_phenomenon", lambda name: fake)
+    monkeypatch.setattr("comparisons.engine.phenomenon.get_phenomenon", lambda name: fake)
+    seen = {}
+    for flush in (False, True):
+        cfg = _cfg(tmp_path, f"train.flush_denormal={str(flush).lower()}")
+        run_mod.run(cfg)
+        curves = pd.read_csv(rundir.resolve_run_dir(cfg) / "curves.csv")
+        seen[flush] = curves[curves.metric == "tiny"].value
+    assert len(seen[True]) > 1 and (seen[True] == 0.0).all()
+    assert len(seen[False]) > 1 and ((seen[False] - 1e-39).abs() < 1e-42).all()
+    assert float(torch.tensor([1e-39], dtype=torch.float32) * 1.0) > 0  # IEEE again after the run
+    base = to_container(_cfg(tmp_path))
+    without = {**base, "train": {k: v for k, v in base["train"].items() if k != "flush_denormal"}}
+    assert rundir.config_hash(base) == rundir.config_hash(without)
+    assert rundir.config_hash(to_container(_cfg(tmp_path, "train.flush_denormal=true"))) != rundir.config_hash(base)
