@@ -26,3 +26,12 @@ def test_same_and_different(tmp_path: Path, capsys) -> None:
     assert main([str(a), str(c)]) == 1 and "train_loss: 0.5 -> 0.500001" in capsys.readouterr().out
     assert main([str(a), str(c), "--rtol", "1e-3"]) == 0
     assert main([str(a), str(d)]) == 1 and "score rho: 0.9 -> 0.8" in capsys.readouterr().out
+
+
+def test_two_run_dirs_of_other_hashes_are_compared(tmp_path: Path, capsys) -> None:
+    """Two run dirs are compared directly, whatever their names (a knob that changes no number changes the hash)."""
+    a = _run(tmp_path / "runs_a" / "0123abcd", 0.5, 0.9)
+    b = _run(tmp_path / "runs_b" / "4567ef01", 0.5, 0.9)
+    c = _run(tmp_path / "runs_c" / "89ab2345", 0.25, 0.9)
+    assert main([str(a), str(b)]) == 0 and "same numbers" in capsys.readouterr().out
+    assert main([str(a), str(c)]) == 1 and "train_loss: 0.5 -> 0.25" in capsys.readouterr().out
