@@ -14,8 +14,9 @@ curves.csv), P = parameters of one net. NTK probes, metrics and figures are not 
 so the rate is a lower bound on the hardware's useful work. The full run (12,000 steps) is predicted two ways: 10 x
 the reduced run (an upper bound: the ~40 evaluations, start-up and figures do not scale with the steps), and by
 extrapolating the reduced run and a half-length one along the steps (the fixed part and the per-step cost, each run
-timed in the same invocation): T(full) = T(S) + (T(S) - T(S/2)) (12000 - S) / (S/2), a lower bound (the
-checkpoints and the later evaluations of the full run are not in it: 9.9 min predicted, 12.8 min measured).
+timed in the same invocation): T(full) = T(S) + (T(S) - T(S/2)) (12000 - S) / (S/2). It holds only while the step
+costs the same late in training as early: before ``train.flush_denormal`` the step slowed down by half after ~1500
+steps (denormals) and the full run took 12.8 min against 9.9 predicted; with it, 9.0 min measured (docs/benchmarks.md).
 """
 
 from __future__ import annotations
