@@ -3,8 +3,8 @@
 OLD and NEW are two run dirs (compared whatever their config hashes), or suite dirs whose children are matched by
 name (e.g. ``make demo`` at two commits). For each pair it compares every observed curve value (member, step,
 metric) and every score of summary.json, and prints one line per run: identical, equal within ``rtol``, or the
-largest differences. Exit 0 when every shared run
-agrees within the tolerance, 1 otherwise. This is how a refactoring shows that it changed no scientific number.
+largest differences. Exit 0 when every shared run agrees within the tolerance, 1 otherwise. This is how a
+refactoring shows that it changed no scientific number.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     old, new = _runs(args.old), _runs(args.new)
     if (args.old / "curves.csv").exists() and (args.new / "curves.csv").exists():  # two run dirs: compare them
-        old, new = {args.new.name: args.old}, {args.new.name: new[args.new.name]}
+        old, new = {args.new.name: args.old}, {args.new.name: args.new}
     shared = sorted(set(old) & set(new))
     if not shared:
         print(f"no run of the same name under {args.old} and {args.new}", file=sys.stderr)
